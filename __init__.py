@@ -1,0 +1,3 @@
+"""purerl: reinforcement-learning agents as pure JAX functions."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,228 @@
+"""Deep Q-Networks (Mnih et al., 2015), with double Q-learning (van Hasselt et al., 2016)
+and dueling heads (Wang et al., 2016) as options of the same agent."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+import rlax
+from flax import struct
+
+from purerl.agents.base import (
+    Agent,
+    EnvSpec,
+    Metrics,
+    Transition,
+    maybe_pmean,
+    require_discrete,
+)
+from purerl.networks import QNetwork, observation_dims
+
+LOSSES = ("huber", "mse")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DQNConfig:
+    """DQN hyperparameters.
+
+    Attributes:
+      learning_rate: Adam step size.
+      adam_eps: Adam's epsilon.
+      gamma: discount factor.
+      hidden_sizes: widths of the Q-network's hidden layers.
+      activation: activation of the hidden layers.
+      double_q: select the next action with the online network, evaluate it with the
+        target network (double DQN).
+      dueling: a dueling head, Q = V + A - mean(A).
+      loss: "huber" (Huber on the TD error, `huber_delta`) or "mse" (0.5 * td^2).
+      huber_delta: where the Huber loss turns from quadratic to linear.
+      max_grad_norm: clip gradients to this global norm (0 or less: no clipping).
+      target_update_period: learner updates between target-network updates.
+      tau: target update step: 1.0 copies the online network, less is Polyak averaging.
+      epsilon_start: exploration rate before the first learner update.
+      epsilon_end: exploration rate after `epsilon_decay_steps` learner updates.
+      epsilon_decay_steps: learner updates over which epsilon decays linearly.
+      num_envs: environments stepped in parallel, over all devices.
+      train_frequency: vectorised environment steps between learner updates.
+      buffer_size: replay capacity in transitions, over all devices.
+      batch_size: transitions per learner update, over all devices.
+      learning_starts: environment steps (over all devices) before learning begins.
+    """
+
+    learning_rate: float = 2.5e-4
+    adam_eps: float = 1e-8
+    gamma: float = 0.99
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: str = "relu"
+    double_q: bool = False
+    dueling: bool = False
+    loss: str = "huber"
+    huber_delta: float = 1.0
+    max_grad_norm: float = 10.0
+    target_update_period: int = 5
+    tau: float = 1.0
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.05
+    epsilon_decay_steps: int = 2_500
+    num_envs: int = 10
+    train_frequency: int = 10
+    buffer_size: int = 10_000
+    batch_size: int = 128
+    learning_starts: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"DQNConfig.loss must be one of {LOSSES}; got {self.loss!r}.")
+        for name in ("num_envs", "train_frequency", "buffer_size", "batch_size",
+                     "target_update_period", "epsilon_decay_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"DQNConfig.{name} must be a positive integer; got "
+                                 f"{getattr(self, name)}.")
+        if self.batch_size > self.buffer_size:
+            raise ValueError(
+                f"DQNConfig.batch_size ({self.batch_size}) is larger than buffer_size "
+                f"({self.buffer_size}); raise buffer_size or lower batch_size."
+            )
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"DQNConfig.tau must be in (0, 1]; got {self.tau}.")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"DQNConfig.gamma must be in [0, 1]; got {self.gamma}.")
+
+
+@struct.dataclass
+class DQNState:
+    params: Any  # Online Q-network parameters.
+    target_params: Any  # Target Q-network parameters.
+    opt_state: optax.OptState
+    steps: jax.Array  # [] int32, learner updates so far.
+    network: nn.Module = struct.field(pytree_node=False)
+
+
+def dqn_loss(
+    q_tm1: jax.Array,
+    a_tm1: jax.Array,
+    r_t: jax.Array,
+    discount_t: jax.Array,
+    q_t_target: jax.Array,
+    q_t_selector: jax.Array | None = None,
+    *,
+    loss: str = "huber",
+    huber_delta: float = 1.0,
+) -> tuple[jax.Array, jax.Array]:
+    """Mean TD loss over a batch, and the TD errors.
+
+    Args:
+      q_tm1: Q-values at the observed states `[B, A]`.
+      a_tm1: actions taken `[B]`.
+      r_t: rewards `[B]`.
+      discount_t: `gamma * (1 - terminated)` `[B]`.
+      q_t_target: target-network Q-values at the next states `[B, A]`.
+      q_t_selector: online Q-values at the next states `[B, A]` for double Q-learning
+        (van Hasselt et al., 2016); None for the max over `q_t_target`.
+      loss: "huber" or "mse" (0.5 * td^2).
+      huber_delta: Huber threshold.
+
+    Returns:
+      `(loss[], td_error[B])`.
+    """
+    chex.assert_rank([q_tm1, a_tm1, r_t, discount_t, q_t_target], [2, 1, 1, 1, 2])
+    if q_t_selector is None:
+        td = jax.vmap(rlax.q_learning)(q_tm1, a_tm1, r_t, discount_t, q_t_target)
+    else:
+        td = jax.vmap(rlax.double_q_learning)(
+            q_tm1, a_tm1, r_t, discount_t, q_t_target, q_t_selector
+        )
+    losses = rlax.huber_loss(td, huber_delta) if loss == "huber" else rlax.l2_loss(td)
+    return jnp.mean(losses), td
+
+
+def make(config: DQNConfig, axis_name: str | None = None) -> Agent:
+    """Builds a DQN agent.
+
+    Args:
+      config: the hyperparameters.
+      axis_name: a named device axis to average gradients over (data-parallel learner).
+    """
+    epsilon = optax.linear_schedule(
+        config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps
+    )
+    clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm > 0 else []
+    tx = optax.chain(*clip, optax.adam(config.learning_rate, eps=config.adam_eps))
+
+    def init(key: jax.Array, spec: EnvSpec) -> DQNState:
+        num_actions = require_discrete(spec.action_space, "DQN")
+        shape = spec.observation_space.shape
+        if shape is None:
+            raise ValueError(f"DQN needs array observations; got {spec.observation_space}.")
+        network = QNetwork(
+            num_actions,
+            tuple(config.hidden_sizes),
+            config.activation,
+            observation_dims(shape),
+            config.dueling,
+        )
+        params = network.init(key, jnp.zeros((1,) + tuple(shape), jnp.float32))
+        return DQNState(params, params, tx.init(params), jnp.zeros((), jnp.int32), network)
+
+    def act(
+        state: DQNState, obs: jax.Array, key: jax.Array, deterministic: bool = False
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        q = state.network.apply(state.params, obs)
+        if deterministic:
+            return jnp.argmax(q, axis=-1).astype(jnp.int32), {}
+        action = rlax.epsilon_greedy(epsilon(state.steps)).sample(key, q)
+        return action.astype(jnp.int32), {}
+
+    def learn(state: DQNState, batch: Transition, key: jax.Array) -> tuple[DQNState, Metrics]:
+        del key  # DQN's update is deterministic given the batch.
+        apply = state.network.apply
+        discount_t = config.gamma * (1.0 - batch.terminated.astype(jnp.float32))
+        q_t_target = apply(state.target_params, batch.next_obs)
+
+        def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+            q_tm1 = apply(params, batch.obs)
+            selector = (
+                jax.lax.stop_gradient(apply(params, batch.next_obs)) if config.double_q else None
+            )
+            loss, td = dqn_loss(
+                q_tm1,
+                batch.action,
+                batch.reward.astype(jnp.float32),
+                discount_t,
+                q_t_target,
+                selector,
+                loss=config.loss,
+                huber_delta=config.huber_delta,
+            )
+            return loss, (td, q_tm1)
+
+        (loss, (td, q_tm1)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grads = maybe_pmean(grads, axis_name)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        steps = state.steps + 1
+        target_params = optax.periodic_update(
+            optax.incremental_update(params, state.target_params, config.tau),
+            state.target_params,
+            steps,
+            config.target_update_period,
+        )
+        metrics = {
+            "loss": loss,
+            "td_abs": jnp.mean(jnp.abs(td)),
+            "q_mean": jnp.mean(q_tm1),
+            "grad_norm": optax.global_norm(grads),
+            "epsilon": epsilon(state.steps),
+        }
+        new_state = state.replace(
+            params=params, target_params=target_params, opt_state=opt_state, steps=steps
+        )
+        return new_state, maybe_pmean(metrics, axis_name)
+
+    return Agent(init=init, act=act, learn=learn)

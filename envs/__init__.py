@@ -1,0 +1,19 @@
+"""purerl environments: the JAX protocol (gymnax 1.0's), adapters, wrappers and `make`."""
+
+from purerl.envs.base import Environment, env_spec
+from purerl.envs.functional import FunctionalEnv
+from purerl.envs.gymnax_env import GymnaxEnv
+from purerl.envs.registry import available, make
+from purerl.envs.wrappers import EpisodeStatistics, VecEnv, Wrapper
+
+__all__ = [
+    "Environment",
+    "EpisodeStatistics",
+    "FunctionalEnv",
+    "GymnaxEnv",
+    "VecEnv",
+    "Wrapper",
+    "available",
+    "env_spec",
+    "make",
+]

@@ -1,0 +1,108 @@
+"""Wrappers over the protocol: episode statistics and the vmapped batch of environments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from purerl.envs.base import EnvParams, Environment, StepResult
+
+
+class Wrapper:
+    """Forwards everything to the wrapped environment."""
+
+    def __init__(self, env: Environment):
+        self.env = env
+
+    @property
+    def default_params(self) -> EnvParams:
+        return self.env.default_params
+
+    def reset(self, key: jax.Array, params: EnvParams) -> tuple[Any, Any]:
+        return self.env.reset(key, params)
+
+    def step(self, key: jax.Array, state: Any, action: jax.Array, params: EnvParams) -> StepResult:
+        return self.env.step(key, state, action, params)
+
+    def observation_space(self, params: EnvParams) -> gymnasium.spaces.Space:
+        return self.env.observation_space(params)
+
+    def action_space(self, params: EnvParams) -> gymnasium.spaces.Space:
+        return self.env.action_space(params)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "env":  # Not yet set (e.g. during unpickling).
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.env!r})"
+
+
+@struct.dataclass
+class EpisodeStatisticsState:
+    env_state: Any
+    episode_return: jax.Array  # [] float32, return so far of the running episode.
+    episode_length: jax.Array  # [] int32, steps so far of the running episode.
+
+
+class EpisodeStatistics(Wrapper):
+    """Adds the return and length of each episode that ends to `info`.
+
+    `info["episode_done"]` marks steps that ended an episode (terminated or truncated);
+    on those steps `info["episode_return"]` and `info["episode_length"]` hold the
+    finished episode's totals (elsewhere, the running totals).
+    """
+
+    def reset(self, key: jax.Array, params: EnvParams) -> tuple[Any, EpisodeStatisticsState]:
+        obs, env_state = self.env.reset(key, params)
+        return obs, EpisodeStatisticsState(
+            env_state, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
+        )
+
+    def step(
+        self, key: jax.Array, state: EpisodeStatisticsState, action: jax.Array, params: EnvParams
+    ) -> StepResult:
+        obs, env_state, reward, terminated, truncated, info = self.env.step(
+            key, state.env_state, action, params
+        )
+        done = jnp.logical_or(terminated, truncated)
+        episode_return = state.episode_return + reward.astype(jnp.float32)
+        episode_length = state.episode_length + 1
+        info = {
+            **info,
+            "episode_return": episode_return,
+            "episode_length": episode_length,
+            "episode_done": done,
+        }
+        state = EpisodeStatisticsState(
+            env_state,
+            jnp.where(done, 0.0, episode_return),
+            jnp.where(done, 0, episode_length),
+        )
+        return obs, state, reward, terminated, truncated, info
+
+
+class VecEnv(Wrapper):
+    """`num_envs` copies of an environment, vmapped; each auto-resets on its own.
+
+    Every array gains a leading `[num_envs]` axis; one key is split per copy.
+    """
+
+    def __init__(self, env: Environment, num_envs: int):
+        super().__init__(env)
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be a positive integer; got {num_envs}.")
+        self.num_envs = int(num_envs)
+
+    def reset(self, key: jax.Array, params: EnvParams) -> tuple[Any, Any]:
+        keys = jax.random.split(key, self.num_envs)
+        return jax.vmap(self.env.reset, in_axes=(0, None))(keys, params)
+
+    def step(self, key: jax.Array, state: Any, action: jax.Array, params: EnvParams) -> StepResult:
+        keys = jax.random.split(key, self.num_envs)
+        return jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)

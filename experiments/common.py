@@ -1,0 +1,248 @@
+"""What every experiment script shares: the run settings, the interval loop on the host,
+progress lines, and the run summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from purerl.agents.base import Agent
+from purerl.envs.base import EnvParams, Environment
+from purerl.experiments import anakin
+from purerl.replay.uniform import Buffer
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """How to run an experiment (the agent's own hyperparameters live in its config).
+
+    Attributes:
+      env: environment name: a gymnax id, a Gymnasium functional JAX id such as
+        phys2d/CartPole-v1, or module.path:ClassOrFactory.
+      total_timesteps: environment steps per seed (over all devices); rounded up to
+        whole logging intervals.
+      seed: the first seed; seed i of --num-seeds is seed + i.
+      num_seeds: independent seeds trained together, vmapped in one program.
+      num_devices: local devices to run data-parallel on (default: all).
+      num_logs: logging intervals; the host sees the device once per interval.
+      run_dir: where the summary and metrics go (default: runs/AGENT_ENV_TIME).
+      quiet: print only the summary.
+    """
+
+    env: str = "CartPole-v1"
+    total_timesteps: int = 500_000
+    seed: int = 0
+    num_seeds: int = 1
+    num_devices: int | None = None
+    num_logs: int = 20
+    run_dir: str | None = None
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("total_timesteps", "num_seeds", "num_logs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer; "
+                                 f"got {getattr(self, name)}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How a run's steps divide into updates and logging intervals (all derived)."""
+
+    steps_per_update: int  # Env steps per update, per seed, over all devices.
+    updates_per_interval: int
+    num_intervals: int
+
+    @property
+    def num_updates(self) -> int:
+        return self.updates_per_interval * self.num_intervals
+
+    @property
+    def total_steps(self) -> int:
+        return self.num_updates * self.steps_per_update
+
+
+def plan(total_timesteps: int, steps_per_update: int, num_logs: int) -> Plan:
+    """Splits a budget into `num_logs` equal intervals of whole updates (rounding up)."""
+    num_updates = max(1, math.ceil(total_timesteps / steps_per_update))
+    per_interval = math.ceil(num_updates / min(num_logs, num_updates))
+    return Plan(steps_per_update, per_interval, math.ceil(num_updates / per_interval))
+
+
+def default_run_dir(agent: str, env: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{agent}_{re.sub(r'[^A-Za-z0-9_.-]+', '-', env)}_{stamp}"
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    return path
+
+
+def train(
+    agent_name: str,
+    run: RunConfig,
+    agent_config: Any,
+    env: Environment,
+    env_params: EnvParams,
+    build: Callable[[int, Plan], tuple[Agent, Callable, int, Buffer | None]],
+    steps_per_update: Callable[[int], int],
+) -> dict[str, Any]:
+    """Trains on the device loop and writes `RUN_DIR/summary.json` and `metrics.csv`.
+
+    Args:
+      agent_name: "ppo", "dqn", ...
+      run: the run settings.
+      agent_config: the agent's config (recorded in the summary).
+      env, env_params: the environment.
+      build: `(num_devices, plan) -> (agent, update, num_envs_per_device, buffer)`.
+      steps_per_update: `num_devices -> env steps per update per seed`.
+
+    Returns:
+      The summary dict.
+    """
+    mesh = anakin.make_mesh(run.num_devices)
+    num_devices = mesh.devices.size
+    the_plan = plan(run.total_timesteps, steps_per_update(num_devices), run.num_logs)
+    agent, update, num_envs, buffer = build(num_devices, the_plan)
+    loop = anakin.make_loop(
+        agent, env, env_params, update, num_envs, the_plan.updates_per_interval, mesh, buffer
+    )
+    run_dir = Path(run.run_dir) if run.run_dir else default_run_dir(agent_name, run.env)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    say = (lambda *a: None) if run.quiet else (lambda *a: print(*a, flush=True))
+    device = mesh.devices.flat[0]
+    say(
+        f"purerl {agent_name} on {run.env}: {the_plan.total_steps:,} steps x {run.num_seeds} "
+        f"seed(s), {num_devices} {device.platform} device(s), run dir {run_dir}"
+    )
+
+    t0 = time.perf_counter()
+    runner = loop.init(anakin.seed_keys(run.seed, run.num_seeds))
+    step = loop.step.lower(runner).compile()
+    jax.block_until_ready(runner)
+    compile_seconds = time.perf_counter() - t0
+
+    history: list[dict[str, np.ndarray]] = []
+    rows = []
+    train_seconds = 0.0
+    for interval in range(the_plan.num_intervals):
+        t = time.perf_counter()
+        runner, metrics = step(runner)
+        # Blocking here also keeps un-awaited collectives from piling up (DESIGN.md).
+        metrics = jax.device_get(metrics)
+        train_seconds += time.perf_counter() - t
+        metrics = {k: np.asarray(v)[0] for k, v in metrics.items()}  # [U, S]
+        _check_finite(metrics, agent_name, interval)
+        history.append(metrics)
+        steps = (interval + 1) * the_plan.updates_per_interval * the_plan.steps_per_update
+        row = _interval_row(metrics, steps, steps * run.num_seeds / train_seconds)
+        rows.append(row)
+        say(
+            f"  {steps:>11,} / {the_plan.total_steps:,} steps | "
+            f"{row['steps_per_second']:>9,.0f} steps/s | return {row['episode_return']:8.2f}"
+        )
+
+    stacked = {k: np.concatenate([h[k] for h in history]) for k in history[0]}
+    final = _final_return(stacked)
+    summary = {
+        "agent": agent_name,
+        "env": run.env,
+        "total_timesteps": the_plan.total_steps,
+        "requested_timesteps": run.total_timesteps,
+        "num_seeds": run.num_seeds,
+        "seeds": [run.seed + i for i in range(run.num_seeds)],
+        "final_return": [float(x) for x in final],
+        "final_return_mean": float(np.mean(final)),
+        "compile_seconds": compile_seconds,
+        "train_seconds": train_seconds,
+        "steps_per_second": the_plan.total_steps * run.num_seeds / train_seconds,
+        "devices": {
+            "count": int(num_devices),
+            "kind": device.device_kind,
+            "platform": device.platform,
+        },
+        "updates": the_plan.num_updates,
+        "steps_per_update": the_plan.steps_per_update,
+        "jax_version": jax.__version__,
+        "run_config": dataclasses.asdict(run),
+        "agent_config": dataclasses.asdict(agent_config),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    _write_csv(run_dir / "metrics.csv", rows)
+    say(
+        f"done: final return {summary['final_return_mean']:.2f} "
+        f"(per seed {', '.join(f'{x:.1f}' for x in final)}), "
+        f"{summary['steps_per_second']:,.0f} steps/s, compile {compile_seconds:.1f}s, "
+        f"train {train_seconds:.1f}s -> {run_dir / 'summary.json'}"
+    )
+    return summary
+
+
+def _check_finite(metrics: dict[str, np.ndarray], agent: str, interval: int) -> None:
+    for name, value in metrics.items():
+        if not np.all(np.isfinite(value)):
+            raise FloatingPointError(
+                f"{agent}: metric {name!r} became non-finite in logging interval {interval} "
+                "(a diverged loss). Lower the learning rate or enable gradient clipping; "
+                "the summary of this run was not written."
+            )
+
+
+def _interval_row(metrics: dict[str, np.ndarray], steps: int, sps: float) -> dict[str, float]:
+    count = metrics["count"].sum()
+    row = {
+        "step": steps,
+        "steps_per_second": sps,
+        "episode_return": float(metrics["return_sum"].sum() / count) if count else float("nan"),
+        "episode_length": float(metrics["length_sum"].sum() / count) if count else float("nan"),
+        "episodes": float(count),
+    }
+    for k, v in metrics.items():
+        if k not in ("return_sum", "length_sum", "count"):
+            row[k] = float(np.mean(v))
+    return row
+
+
+def _final_return(stacked: dict[str, np.ndarray]) -> np.ndarray:
+    """Mean return of the episodes that ended in the last 10% of updates, per seed."""
+    num_updates = stacked["count"].shape[0]
+    tail = slice(num_updates - max(1, num_updates // 10), None)
+    count = stacked["count"][tail].sum(0)
+    total = stacked["return_sum"][tail].sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
+    keys = list(rows[0])
+    lines = [",".join(keys)] + [",".join(repr(r.get(k, "")) for k in keys) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def cli_main(fn: Callable[[], Any]) -> None:
+    """Runs a script's main, turning configuration errors into a one-line message."""
+    try:
+        fn()
+    except (ValueError, TypeError, FloatingPointError) as e:
+        if os.environ.get("PURERL_TRACEBACK"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parse(cls: type, argv: list[str] | None = None) -> Any:
+    """Parses a flat CLI (`--env`, `--num-envs`, `--learning-rate`, ...) into `cls`."""
+    import tyro
+
+    return tyro.cli(cls, args=argv, config=(tyro.conf.OmitArgPrefixes,))

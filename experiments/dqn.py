@@ -1,0 +1,61 @@
+"""Train DQN on the device loop: `python -m purerl.experiments.dqn --env CartPole-v1`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from purerl.agents import dqn
+from purerl.experiments import anakin
+from purerl.experiments.common import Plan, RunConfig, cli_main, parse, train
+from purerl.replay import make_uniform
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DQNExperiment:
+    """Train DQN on a JAX environment, data-parallel over all local devices."""
+
+    run: RunConfig = RunConfig()
+    agent: dqn.DQNConfig = dqn.DQNConfig()
+
+
+def run(run: RunConfig, config: dqn.DQNConfig) -> dict[str, Any]:
+    """Trains DQN and returns the run summary."""
+    from purerl import envs
+
+    env, env_params = envs.make(run.env)
+    if config.learning_starts > config.buffer_size:
+        raise ValueError(
+            f"--learning-starts ({config.learning_starts}) exceeds --buffer-size "
+            f"({config.buffer_size}): the buffer could never hold enough to start learning."
+        )
+
+    def build(num_devices: int, plan: Plan):
+        del plan
+        num_envs = anakin.global_shape(config.num_envs, "--num-envs", num_devices)
+        batch_size = anakin.global_shape(config.batch_size, "--batch-size", num_devices)
+        capacity = anakin.global_shape(config.buffer_size, "--buffer-size", num_devices)
+        min_size = max(batch_size, config.learning_starts // num_devices)
+        buffer = make_uniform(capacity, batch_size, min_size)
+        agent = dqn.make(config, axis_name=anakin.DEVICE_AXIS)
+
+        def update(vec_env):
+            return anakin.make_off_policy_update(
+                agent, vec_env, env_params, buffer, config.train_frequency
+            )
+
+        return agent, update, num_envs, buffer
+
+    return train(
+        "dqn", run, config, env, env_params, build,
+        steps_per_update=lambda num_devices: config.num_envs * config.train_frequency,
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse(DQNExperiment, argv)
+    return run(args.run, args.agent)
+
+
+if __name__ == "__main__":
+    cli_main(main)

@@ -1,0 +1,112 @@
+"""A uniform, jittable ring buffer in the style of flashbax: pure functions over a pytree state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+Item = Any  # A pytree of arrays: one transition, or a batch of them with a leading axis.
+
+
+@struct.dataclass
+class BufferState:
+    storage: Item  # Leaves [capacity, ...]: preallocated transitions.
+    index: jax.Array  # [] int32, the next slot to write.
+    size: jax.Array  # [] int32, how many slots hold data (<= capacity).
+
+
+class Buffer(NamedTuple):
+    """A replay buffer as four pure functions.
+
+    Attributes:
+      init: `(example_item) -> state`, storage shaped like `example_item` (no batch axis).
+      add: `(state, items[N, ...]) -> state`, writes N items, overwriting the oldest.
+      sample: `(state, key) -> items[batch_size, ...]`, uniformly with replacement.
+      can_sample: `(state) -> bool[]`, whether `min_size` items have been added.
+    """
+
+    init: Callable[[Item], BufferState]
+    add: Callable[[BufferState, Item], BufferState]
+    sample: Callable[[BufferState, jax.Array], Item]
+    can_sample: Callable[[BufferState], jax.Array]
+
+
+def init(example_item: Item, capacity: int) -> BufferState:
+    storage = jax.tree.map(
+        lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example_item
+    )
+    return BufferState(storage, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+
+
+def add(state: BufferState, items: Item, capacity: int) -> BufferState:
+    leaves = jax.tree.leaves(items)
+    if not leaves:
+        raise ValueError("add: got an empty pytree of items.")
+    num = leaves[0].shape[0] if leaves[0].ndim else None
+    if jax.tree.structure(items) != jax.tree.structure(state.storage):
+        raise ValueError(
+            f"add: items have structure {jax.tree.structure(items)}, the buffer holds "
+            f"{jax.tree.structure(state.storage)}."
+        )
+    for item, slot in zip(leaves, jax.tree.leaves(state.storage), strict=True):
+        if item.ndim == 0 or item.shape[0] != num or item.shape[1:] != slot.shape[1:]:
+            raise ValueError(
+                f"add: each leaf must be [N, *item_shape] with one N; got {item.shape} for "
+                f"a slot of shape {slot.shape[1:]} (N={num})."
+            )
+        if item.dtype != slot.dtype:
+            raise ValueError(f"add: dtype {item.dtype} where the buffer holds {slot.dtype}.")
+    if num > capacity:
+        raise ValueError(f"add: {num} items do not fit a buffer of capacity {capacity}.")
+    slots = (state.index + jnp.arange(num)) % capacity
+    storage = jax.tree.map(lambda s, x: s.at[slots].set(x), state.storage, items)
+    return BufferState(
+        storage,
+        (state.index + num) % capacity,
+        jnp.minimum(state.size + num, capacity),
+    )
+
+
+def sample(state: BufferState, key: jax.Array, batch_size: int) -> Item:
+    idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1))
+    return jax.tree.map(lambda s: s[idx], state.storage)
+
+
+def can_sample(state: BufferState, min_size: int) -> jax.Array:
+    return state.size >= min_size
+
+
+def make_uniform(capacity: int, batch_size: int, min_size: int | None = None) -> Buffer:
+    """Binds a uniform ring buffer to its sizes.
+
+    Args:
+      capacity: the most transitions held; the oldest are overwritten first.
+      batch_size: transitions per `sample`.
+      min_size: `can_sample` is true once this many were added (default `batch_size`).
+    """
+    capacity, batch_size = int(capacity), int(batch_size)
+    min_size = batch_size if min_size is None else int(min_size)
+    if capacity < 1:
+        raise ValueError(f"Buffer capacity must be positive; got {capacity}.")
+    if batch_size < 1:
+        raise ValueError(f"Buffer batch_size must be positive; got {batch_size}.")
+    if batch_size > capacity:
+        raise ValueError(
+            f"Buffer batch_size ({batch_size}) is larger than its capacity ({capacity}); "
+            "raise the capacity or lower the batch size."
+        )
+    if not batch_size <= min_size <= capacity:
+        raise ValueError(
+            f"Buffer min_size ({min_size}) must lie between batch_size ({batch_size}) and "
+            f"capacity ({capacity})."
+        )
+    return Buffer(
+        init=lambda item: init(item, capacity),
+        add=lambda state, items: add(state, items, capacity),
+        sample=lambda state, key: sample(state, key, batch_size),
+        can_sample=lambda state: can_sample(state, min_size),
+    )
