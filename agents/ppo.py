@@ -66,8 +66,8 @@ class PPOConfig:
     num_minibatches: int = 4
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
-    num_envs: int = 4
-    num_steps: int = 128
+    num_envs: int = 32
+    num_steps: int = 16
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches"):
@@ -197,7 +197,7 @@ def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | Non
     else:
         lr = config.learning_rate
     clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm > 0 else []
-    tx = optax.chain(*clip, optax.adam(lr, eps=config.adam_eps))
+    tx = optax.flatten(optax.chain(*clip, optax.adam(lr, eps=config.adam_eps)))
 
     def init(key: jax.Array, spec: EnvSpec) -> PPOState:
         num_actions = require_discrete(spec.action_space, "PPO")

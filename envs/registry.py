@@ -8,7 +8,7 @@ from typing import Any
 
 from purerl.envs.base import EnvParams, Environment
 from purerl.envs.functional import FunctionalEnv
-from purerl.envs.gymnax_env import GymnaxEnv
+from purerl.envs.gymnax_env import GymnaxEnv, make_gymnax
 
 
 def _gymnax_ids() -> list[str]:
@@ -123,13 +123,13 @@ def make(name: str, **kwargs: Any) -> tuple[Environment, EnvParams]:
         raise ValueError(f"An environment name must be a non-empty string; got {name!r}.")
     if ":" in name and not name.startswith("gymnasium:"):
         return wrap(_load_attr(name), name) if not kwargs else wrap(_load_attr(name)(**kwargs), name)
-    if name in _functional_ids():
-        return _from_functional_id(name, **kwargs)
-    if name in _gymnax_ids():
-        import gymnax
-
-        env, params = gymnax.make(name, **kwargs)
-        return GymnaxEnv(env, name=name), params
+    if name.startswith("phys2d/") or "/" in name:
+        if name in _functional_ids():
+            return _from_functional_id(name, **kwargs)
+    else:
+        made = make_gymnax(name, **kwargs)
+        if made is not None:
+            return made
     names = available()
     close = difflib.get_close_matches(name, names, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
