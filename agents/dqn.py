@@ -45,9 +45,11 @@ class DQNConfig:
       max_grad_norm: clip gradients to this global norm (0 or less: no clipping).
       target_update_period: learner updates between target-network updates.
       tau: target update step: 1.0 copies the online network, less is Polyak averaging.
-      epsilon_start: exploration rate before the first learner update.
-      epsilon_end: exploration rate after `epsilon_decay_steps` learner updates.
-      epsilon_decay_steps: learner updates over which epsilon decays linearly.
+      epsilon_start: exploration rate at the start of training.
+      epsilon_end: exploration rate after `epsilon_decay_steps` environment steps.
+      epsilon_decay_steps: environment steps (over all devices) over which epsilon
+        decays linearly; counted from the learner's updates, so it holds for any loop
+        that learns every `num_envs * train_frequency` steps after `learning_starts`.
       num_envs: environments stepped in parallel, over all devices.
       train_frequency: vectorised environment steps between learner updates.
       buffer_size: replay capacity in transitions, over all devices.
@@ -62,16 +64,16 @@ class DQNConfig:
     activation: str = "relu"
     double_q: bool = False
     dueling: bool = False
-    loss: str = "huber"
+    loss: str = "mse"
     huber_delta: float = 1.0
     max_grad_norm: float = 10.0
-    target_update_period: int = 5
+    target_update_period: int = 32
     tau: float = 1.0
     epsilon_start: float = 1.0
     epsilon_end: float = 0.05
-    epsilon_decay_steps: int = 2_500
-    num_envs: int = 10
-    train_frequency: int = 10
+    epsilon_decay_steps: int = 250_000
+    num_envs: int = 16
+    train_frequency: int = 1
     buffer_size: int = 10_000
     batch_size: int = 128
     learning_starts: int = 10_000
@@ -95,6 +97,16 @@ class DQNConfig:
             raise ValueError(f"DQNConfig.gamma must be in [0, 1]; got {self.gamma}.")
 
 
+    @property
+    def env_steps_per_update(self) -> int:
+        """Environment steps (over all devices) between two learner updates."""
+        return self.num_envs * self.train_frequency
+
+    def env_steps(self, learner_steps: jax.Array) -> jax.Array:
+        """Environment steps taken by the time of `learner_steps` updates."""
+        return self.learning_starts + learner_steps * self.env_steps_per_update
+
+
 @struct.dataclass
 class DQNState:
     params: Any  # Online Q-network parameters.
@@ -112,7 +124,7 @@ def dqn_loss(
     q_t_target: jax.Array,
     q_t_selector: jax.Array | None = None,
     *,
-    loss: str = "huber",
+    loss: str = "mse",
     huber_delta: float = 1.0,
 ) -> tuple[jax.Array, jax.Array]:
     """Mean TD loss over a batch, and the TD errors.
@@ -176,7 +188,7 @@ def make(config: DQNConfig, axis_name: str | None = None) -> Agent:
         q = state.network.apply(state.params, obs)
         if deterministic:
             return jnp.argmax(q, axis=-1).astype(jnp.int32), {}
-        action = rlax.epsilon_greedy(epsilon(state.steps)).sample(key, q)
+        action = rlax.epsilon_greedy(epsilon(config.env_steps(state.steps))).sample(key, q)
         return action.astype(jnp.int32), {}
 
     def learn(state: DQNState, batch: Transition, key: jax.Array) -> tuple[DQNState, Metrics]:
@@ -218,7 +230,7 @@ def make(config: DQNConfig, axis_name: str | None = None) -> Agent:
             "td_abs": jnp.mean(jnp.abs(td)),
             "q_mean": jnp.mean(q_tm1),
             "grad_norm": optax.global_norm(grads),
-            "epsilon": epsilon(state.steps),
+            "epsilon": epsilon(config.env_steps(state.steps)),
         }
         new_state = state.replace(
             params=params, target_params=target_params, opt_state=opt_state, steps=steps
