@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 import chex
+import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -188,7 +189,8 @@ def make(config: DQNConfig, axis_name: str | None = None) -> Agent:
         q = state.network.apply(state.params, obs)
         if deterministic:
             return jnp.argmax(q, axis=-1).astype(jnp.int32), {}
-        action = rlax.epsilon_greedy(epsilon(config.env_steps(state.steps))).sample(key, q)
+        explore = distrax.EpsilonGreedy(q, epsilon(config.env_steps(state.steps)))
+        action = explore.sample(seed=key)
         return action.astype(jnp.int32), {}
 
     def learn(state: DQNState, batch: Transition, key: jax.Array) -> tuple[DQNState, Metrics]:
@@ -229,7 +231,7 @@ def make(config: DQNConfig, axis_name: str | None = None) -> Agent:
             "loss": loss,
             "td_abs": jnp.mean(jnp.abs(td)),
             "q_mean": jnp.mean(q_tm1),
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree_utils.tree_norm(grads),
             "epsilon": epsilon(config.env_steps(state.steps)),
         }
         new_state = state.replace(

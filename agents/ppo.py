@@ -265,8 +265,15 @@ def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | Non
             updates, opt_state = tx.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), info
 
+        size = flat[1].shape[0]  # This device's share of the rollout.
+        if size % config.num_minibatches:
+            raise ValueError(
+                f"PPO: num_minibatches ({config.num_minibatches}) must divide the "
+                f"{size} transitions of each device's rollout."
+            )
+
         def epoch(carry, key):
-            perm = jax.random.permutation(key, config.rollout_size)
+            perm = jax.random.permutation(key, size)
             shuffled = jax.tree.map(
                 lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), flat
             )

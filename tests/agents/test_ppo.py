@@ -1,0 +1,174 @@
+import chex
+import distrax
+import flax.linen as nn
+import gymnasium
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purerl.agents import ppo
+from purerl.agents.base import EnvSpec, Transition
+from tests.helpers import AXIS, CARTPOLE_SPEC, data_parallel, transitions
+
+
+def test_gae_by_hand_terminated_step_does_not_bootstrap():
+    # gamma = lambda = 0.5; step 1 terminates.
+    adv = ppo.gae_advantages(
+        r_t=jnp.array([1.0, 1.0, 1.0]),
+        terminated_t=jnp.array([False, True, False]),
+        truncated_t=jnp.array([False, False, False]),
+        v_tm1=jnp.array([1.0, 2.0, 3.0]),
+        v_t=jnp.array([2.0, 10.0, 4.0]),  # v_t[1] is the ended episode's: unused.
+        gamma=0.5,
+        gae_lambda=0.5,
+    )
+    # delta_2 = 1 + 0.5 * 4 - 3 = 0                 -> A_2 = 0
+    # delta_1 = 1 + 0 - 2 = -1 (terminal)           -> A_1 = -1
+    # delta_0 = 1 + 0.5 * 2 - 1 = 1                 -> A_0 = 1 + 0.25 * (-1) = 0.75
+    np.testing.assert_allclose(adv, [0.75, -1.0, 0.0], rtol=1e-6)
+
+
+def test_gae_by_hand_truncated_step_bootstraps_from_final_observation():
+    adv = ppo.gae_advantages(
+        r_t=jnp.array([1.0, 1.0, 1.0]),
+        terminated_t=jnp.array([False, False, False]),
+        truncated_t=jnp.array([False, True, False]),
+        v_tm1=jnp.array([1.0, 2.0, 3.0]),
+        v_t=jnp.array([2.0, 10.0, 4.0]),  # v(final obs of step 1) = 10.
+        gamma=0.5,
+        gae_lambda=0.5,
+    )
+    # delta_1 = 1 + 0.5 * 10 - 2 = 4, and the recursion stops there -> A_1 = 4
+    # A_0 = (1 + 0.5 * 2 - 1) + 0.25 * 4 = 2
+    np.testing.assert_allclose(adv, [2.0, 4.0, 0.0], rtol=1e-6)
+
+
+class FixedPolicy(nn.Module):
+    """pi = softmax(logits param), v = v param, whatever the observation."""
+
+    @nn.compact
+    def __call__(self, obs):
+        logits = self.param("logits", nn.initializers.zeros, (2,))
+        value = self.param("v", nn.initializers.zeros, ())
+        batch = obs.shape[:-1]
+        return (
+            distrax.Categorical(logits=jnp.broadcast_to(logits, batch + (2,))),
+            jnp.broadcast_to(value, batch),
+        )
+
+
+def test_ppo_loss_by_hand():
+    network = FixedPolicy()
+    params = network.init(jax.random.PRNGKey(0), jnp.zeros((1, 4)))  # pi = (0.5, 0.5), v = 0
+    batch = Transition(
+        obs=jnp.zeros((2, 4)),
+        action=jnp.array([0, 1]),
+        reward=jnp.zeros(2),
+        terminated=jnp.zeros(2, bool),
+        truncated=jnp.zeros(2, bool),
+        next_obs=jnp.zeros((2, 4)),
+        extras={"log_prob": jnp.log(jnp.array([0.25, 0.5])), "value": jnp.array([0.5, 0.0])},
+    )
+    loss, info = ppo.ppo_loss(
+        params, network, batch, jnp.array([1.0, -1.0]), jnp.array([1.0, 3.0]),
+        clip_eps=0.2, clip_value=True, vf_coef=0.5, ent_coef=0.01,
+    )
+    # ratios: 0.5 / 0.25 = 2 and 0.5 / 0.5 = 1
+    # surrogate: min(2 * 1, 1.2 * 1) = 1.2; min(1 * -1, 1 * -1) = -1 -> pg = -(1.2 - 1) / 2 = -0.1
+    np.testing.assert_allclose(info["pg_loss"], -0.1, rtol=1e-6)
+    # value 0, targets (1, 3), old values (0.5, 0): unclipped squares (1, 9);
+    # clipped values (0.5 - 0.2, 0) = (0.3, 0) -> squares (0.49, 9); max (1, 9) -> 0.5 * 5 = 2.5
+    np.testing.assert_allclose(info["value_loss"], 2.5, rtol=1e-6)
+    # entropy of a fair coin: log 2
+    np.testing.assert_allclose(info["entropy"], np.log(2), rtol=1e-6)
+    np.testing.assert_allclose(loss, -0.1 + 0.5 * 2.5 - 0.01 * np.log(2), rtol=1e-6)
+    # Half the ratios lie outside [0.8, 1.2].
+    np.testing.assert_allclose(info["clip_fraction"], 0.5)
+
+
+def rollout(key, num_steps=8, num_envs=4, agent=None):
+    agent = agent or ppo.make(ppo.PPOConfig(anneal_lr=False))
+    state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
+    batch = transitions(key, (num_steps, num_envs))
+    _, extras = agent.act(state, batch.obs, jax.random.PRNGKey(5))
+    return state, batch._replace(extras=extras)
+
+
+def test_act_shapes_under_jit_and_vmap():
+    agent = ppo.make(ppo.PPOConfig(anneal_lr=False))
+    state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (6, 4))
+    action, info = jax.jit(agent.act)(state, obs, jax.random.PRNGKey(2))
+    chex.assert_shape([action, info["log_prob"], info["value"]], (6,))
+    assert action.dtype == jnp.int32 and info["log_prob"].dtype == jnp.float32
+    keys = jax.random.split(jax.random.PRNGKey(3), 6)
+    single, _ = jax.vmap(agent.act, in_axes=(None, 0, 0))(state, obs, keys)
+    chex.assert_shape(single, (6,))
+    mode, _ = agent.act(state, obs, jax.random.PRNGKey(2), deterministic=True)
+    pi, _ = state.network.apply(state.params, obs)
+    np.testing.assert_array_equal(mode, jnp.argmax(pi.logits, -1))
+
+
+def test_learn_changes_params_and_counts_without_retracing():
+    agent = ppo.make(ppo.PPOConfig(num_envs=4, num_steps=8, num_minibatches=2), num_updates=10)
+    state, batch = rollout(jax.random.PRNGKey(1), agent=agent)
+    learn = jax.jit(chex.assert_max_traces(agent.learn, n=1))
+    new, metrics = learn(state, batch, jax.random.PRNGKey(2))
+    new, metrics = learn(new, batch, jax.random.PRNGKey(3))
+    assert int(new.steps) == 2
+    with pytest.raises(AssertionError):
+        chex.assert_trees_all_close(new.params, state.params)
+    assert set(metrics) >= {"pg_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"}
+    for leaf in jax.tree.leaves((new.params, metrics)):
+        assert np.all(np.isfinite(leaf))
+
+
+def test_gradients_are_finite_and_zero_through_old_policy_terms():
+    state, batch = rollout(jax.random.PRNGKey(1), num_steps=4, num_envs=2)
+    flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
+
+    def loss_of_old_log_prob(old_log_prob):
+        b = flat._replace(extras={**flat.extras, "log_prob": old_log_prob})
+        return ppo.ppo_loss(
+            state.params, state.network, b, jnp.ones(8), jnp.ones(8),
+            clip_eps=0.2, clip_value=True, vf_coef=0.5, ent_coef=0.01,
+        )[0]
+
+    grads = jax.grad(
+        lambda p: ppo.ppo_loss(
+            p, state.network, flat, jnp.ones(8), jnp.ones(8),
+            clip_eps=0.2, clip_value=True, vf_coef=0.5, ent_coef=0.01,
+        )[0]
+    )(state.params)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+    # The behaviour policy's log-probs are data: rlax stops gradients through the ratio's target.
+    assert np.all(np.isfinite(jax.grad(loss_of_old_log_prob)(flat.extras["log_prob"])))
+
+
+def test_continuous_actions_are_refused():
+    spec = EnvSpec(CARTPOLE_SPEC.observation_space, gymnasium.spaces.Box(-1, 1, (1,)))
+    with pytest.raises(ValueError, match="PPO needs a discrete action space"):
+        ppo.make(ppo.PPOConfig(anneal_lr=False)).init(jax.random.PRNGKey(0), spec)
+
+
+def test_bad_config_is_a_clear_error():
+    with pytest.raises(ValueError, match="num_envs must be a positive integer"):
+        ppo.PPOConfig(num_envs=0)
+    with pytest.raises(ValueError, match="must divide the rollout"):
+        ppo.PPOConfig(num_envs=3, num_steps=5, num_minibatches=4)
+    with pytest.raises(ValueError, match="needs num_updates"):
+        ppo.make(ppo.PPOConfig(anneal_lr=True))
+
+
+def test_four_devices_learn_like_one_on_the_same_global_batch():
+    # One minibatch per epoch: each device's shuffle then covers the same global set.
+    config = ppo.PPOConfig(num_envs=8, num_steps=8, num_minibatches=1, update_epochs=2,
+                           anneal_lr=False)
+    state, batch = rollout(jax.random.PRNGKey(1), num_steps=8, num_envs=8)
+    key = jax.random.PRNGKey(2)
+    expected, m1 = jax.jit(ppo.make(config).learn)(state, batch, key)
+    parallel = ppo.make(config, axis_name=AXIS).learn
+    got, m4 = data_parallel(parallel, 4, batch_axis=1)(state, batch, key)
+    chex.assert_trees_all_close(got.params, expected.params, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(m4["value_loss"], m1["value_loss"], rtol=1e-4)

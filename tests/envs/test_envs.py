@@ -1,0 +1,166 @@
+import subprocess
+import sys
+
+import chex
+import gymnasium
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purerl import envs
+
+
+@pytest.mark.parametrize(
+    "name", ["CartPole-v1", "Acrobot-v1", "Pendulum-v1", "Breakout-MinAtar", "Catch-bsuite",
+             "phys2d/CartPole-v1", "phys2d/Pendulum-v0"]
+)
+def test_make_resolves_names_to_the_protocol_with_gymnasium_spaces(name):
+    env, params = envs.make(name)
+    assert isinstance(env, envs.Environment)
+    obs_space, act_space = env.observation_space(params), env.action_space(params)
+    assert isinstance(obs_space, gymnasium.spaces.Space)
+    assert isinstance(act_space, (gymnasium.spaces.Discrete, gymnasium.spaces.Box))
+    vec = envs.VecEnv(env, 3)
+    obs, state = jax.jit(vec.reset)(jax.random.PRNGKey(0), params)
+    chex.assert_shape(obs, (3,) + obs_space.shape)
+    if isinstance(act_space, gymnasium.spaces.Discrete):
+        action = jnp.zeros((3,), jnp.int32)
+    else:
+        action = jnp.zeros((3,) + act_space.shape, jnp.float32)
+    obs, state, reward, terminated, truncated, info = jax.jit(vec.step)(
+        jax.random.PRNGKey(1), state, action, params
+    )
+    chex.assert_shape([reward, terminated, truncated], (3,))
+    assert terminated.dtype == jnp.bool_ and truncated.dtype == jnp.bool_
+    chex.assert_shape(info["final_observation"], (3,) + obs_space.shape)
+
+
+def test_unknown_name_lists_what_is_available():
+    with pytest.raises(ValueError, match="Unknown environment 'CartPol-v1'") as e:
+        envs.make("CartPol-v1")
+    assert "Did you mean CartPole-v1" in str(e.value)
+    assert "Breakout-MinAtar" in str(e.value) and "phys2d/CartPole-v1" in str(e.value)
+
+
+def test_bad_module_path_is_a_clear_error():
+    with pytest.raises(ValueError, match="Cannot import module"):
+        envs.make("no_such_module_xyz:Env")
+    with pytest.raises(ValueError, match="has no attribute"):
+        envs.make("tests.envs.my_jax_env:NoSuchEnv")
+
+
+def test_users_own_jax_env_from_module_path():
+    env, params = envs.make("tests.envs.my_jax_env:Corridor")
+    assert env.action_space(params) == gymnasium.spaces.Discrete(2)
+    obs, state = env.reset(jax.random.PRNGKey(0), params)
+    np.testing.assert_array_equal(obs, [1, 0, 0, 0, 0, 0])
+
+
+def _run_until_done(env, params, action, max_steps=600):
+    vec = envs.VecEnv(envs.EpisodeStatistics(env), 2)
+    obs, state = vec.reset(jax.random.PRNGKey(0), params)
+    step = jax.jit(vec.step)
+    key = jax.random.PRNGKey(1)
+    for t in range(max_steps):
+        key, sub = jax.random.split(key)
+        prev_obs = obs
+        obs, state, reward, terminated, truncated, info = step(sub, state, action, params)
+        if bool(info["episode_done"][0]):
+            return t + 1, prev_obs, obs, terminated, truncated, info
+    raise AssertionError("episode never ended")
+
+
+def test_auto_reset_keeps_final_observation_and_marks_truncation():
+    env, params = envs.make("CartPole-v1")
+    params = params.replace(max_steps_in_episode=5)
+    # Alternating pushes keep the pole up for 5 steps: a time limit, not a terminal.
+    vec = envs.VecEnv(envs.EpisodeStatistics(env), 2)
+    obs, state = vec.reset(jax.random.PRNGKey(0), params)
+    key = jax.random.PRNGKey(1)
+    for t in range(5):
+        key, sub = jax.random.split(key)
+        action = jnp.full((2,), t % 2, jnp.int32)
+        prev_obs = obs
+        obs, state, reward, terminated, truncated, info = vec.step(sub, state, action, params)
+    assert bool(truncated[0]) and not bool(terminated[0])
+    final = info["final_observation"]
+    # The final observation continues the episode (CartPole's Euler step: x' = x + 0.02 x_dot);
+    # the returned one starts a new one.
+    np.testing.assert_allclose(final[:, 0], prev_obs[:, 0] + 0.02 * prev_obs[:, 1], atol=1e-6)
+    np.testing.assert_allclose(final[:, 2], prev_obs[:, 2] + 0.02 * prev_obs[:, 3], atol=1e-6)
+    assert not np.allclose(final, obs)
+    assert np.all(np.abs(np.asarray(obs)) <= 0.05)  # CartPole resets within +-0.05.
+    np.testing.assert_array_equal(info["episode_length"], [5, 5])
+    np.testing.assert_array_equal(info["episode_return"], [5.0, 5.0])
+
+
+def test_termination_is_not_truncation():
+    env, params = envs.make("CartPole-v1")
+    length, _, obs, terminated, truncated, info = _run_until_done(
+        env, params, jnp.ones((2,), jnp.int32)
+    )
+    assert length < 50  # Always pushing right tips the pole over quickly.
+    assert bool(terminated[0]) and not bool(truncated[0])
+    assert abs(float(info["final_observation"][0, 2])) > 0.2  # Pole angle past 12 degrees.
+    assert float(info["episode_return"][0]) == length
+
+
+def test_functional_env_time_limit_and_auto_reset():
+    env, params = envs.make("phys2d/CartPole-v1", max_episode_steps=4)
+    vec = envs.VecEnv(env, 2)
+    obs, state = vec.reset(jax.random.PRNGKey(0), params)
+    for t in range(4):
+        action = jnp.full((2,), t % 2, jnp.int32)
+        obs, state, reward, terminated, truncated, info = vec.step(
+            jax.random.PRNGKey(t), state, action, params
+        )
+        assert bool(truncated[0]) == (t == 3)
+    assert not bool(terminated[0])
+    np.testing.assert_array_equal(state.time, [0, 0])
+    assert not np.allclose(info["final_observation"], obs)
+
+
+def test_functional_cartpole_matches_gymnasiums_own_jax_env():
+    env, params = envs.make("phys2d/CartPole-v1")
+    reference = gymnasium.make("phys2d/CartPole-v1")
+    ref_obs, _ = reference.reset(seed=0)
+    # Start both from the reference's state and step them with the same actions.
+    state = env.reset(jax.random.PRNGKey(0), params)[1].replace(
+        env_state=jnp.asarray(reference.unwrapped.state)
+    )
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        action = int(rng.integers(2))
+        ref_obs, ref_r, ref_term, ref_trunc, _ = reference.step(action)
+        obs, state, r, term, trunc, info = env.step(jax.random.PRNGKey(0), state, action, params)
+        np.testing.assert_allclose(info["final_observation"], ref_obs, atol=1e-4)
+        assert float(r) == float(ref_r) and bool(term) == bool(ref_term)
+        if ref_term:
+            break
+
+
+def test_observations_lie_in_their_space():
+    for name in ["CartPole-v1", "Breakout-MinAtar"]:
+        env, params = envs.make(name)
+        space = env.observation_space(params)
+        obs, _ = env.reset(jax.random.PRNGKey(3), params)
+        assert space.contains(np.asarray(obs, dtype=space.dtype))
+
+
+def test_num_envs_must_be_positive():
+    env, _ = envs.make("CartPole-v1")
+    with pytest.raises(ValueError, match="num_envs must be a positive integer"):
+        envs.VecEnv(env, 0)
+
+
+def test_fast_gymnax_import_leaves_gymnax_whole():
+    code = (
+        "import sys; from purerl import envs; envs.make('CartPole-v1');"
+        "assert 'seaborn' not in sys.modules, 'imported all of gymnax';"
+        "import gymnax; env, p = gymnax.make('Catch-bsuite');"
+        "from gymnax.environments import EnvParams; print(len(gymnax.registered_envs))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip()) > 20

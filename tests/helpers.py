@@ -1,0 +1,51 @@
+"""Shared test helpers: specs, fake batches and the data-parallel harness."""
+
+import functools
+
+import gymnasium
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from purerl.agents.base import EnvSpec, Transition
+
+AXIS = "device"
+CARTPOLE_SPEC = EnvSpec(
+    gymnasium.spaces.Box(-np.inf, np.inf, (4,), np.float32), gymnasium.spaces.Discrete(2)
+)
+
+
+def transitions(key, shape, extras=None):
+    """Random CartPole-like transitions with leading axes `shape`."""
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    return Transition(
+        obs=jax.random.normal(k1, shape + (4,)),
+        action=jax.random.randint(k2, shape, 0, 2),
+        reward=jnp.ones(shape, jnp.float32),
+        terminated=jax.random.uniform(k3, shape) < 0.1,
+        truncated=jnp.zeros(shape, bool),
+        next_obs=jax.random.normal(k4, shape + (4,)),
+        extras=extras or {},
+    )
+
+
+def data_parallel(learn, num_devices, batch_axis):
+    """`learn` under `shard_map` over `num_devices` CPU devices, the batch split on `batch_axis`."""
+    mesh = Mesh(np.asarray(jax.devices()[:num_devices]), (AXIS,))
+    spec = P(*([None] * batch_axis + [AXIS]))
+
+    @jax.jit
+    @functools.partial(
+        jax.shard_map, mesh=mesh, in_specs=(P(), spec, P()), out_specs=P(), check_vma=False
+    )
+    def step(state, batch, key):
+        return learn(state, batch, key)
+
+    def run(state, batch, key):
+        batch = jax.device_put(batch, NamedSharding(mesh, spec))
+        state, key = jax.device_put((state, key), NamedSharding(mesh, P()))
+        return jax.block_until_ready(step(state, batch, key))
+
+    return run
