@@ -143,11 +143,12 @@ def train(
         metrics = jax.device_get(metrics)
         train_seconds += time.perf_counter() - t
         metrics = {k: np.asarray(v)[0] for k, v in metrics.items()}  # [U, S]
-        _check_finite(metrics, agent_name, interval)
         history.append(metrics)
         steps = (interval + 1) * the_plan.updates_per_interval * the_plan.steps_per_update
         row = _interval_row(metrics, steps, steps * run.num_seeds / train_seconds)
         rows.append(row)
+        _write_csv(run_dir / "metrics.csv", rows)  # Rewritten each interval: readable mid-run.
+        _check_finite(metrics, agent_name, interval, run_dir)
         say(
             f"  {steps:>11,} / {the_plan.total_steps:,} steps | "
             f"{row['steps_per_second']:>9,.0f} steps/s | return {row['episode_return']:8.2f}"
@@ -179,7 +180,6 @@ def train(
         "agent_config": dataclasses.asdict(agent_config),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    _write_csv(run_dir / "metrics.csv", rows)
     say(
         f"done: final return {summary['final_return_mean']:.2f} "
         f"(per seed {', '.join(f'{x:.1f}' for x in final)}), "
@@ -189,13 +189,15 @@ def train(
     return summary
 
 
-def _check_finite(metrics: dict[str, np.ndarray], agent: str, interval: int) -> None:
+def _check_finite(
+    metrics: dict[str, np.ndarray], agent: str, interval: int, run_dir: Path
+) -> None:
     for name, value in metrics.items():
         if not np.all(np.isfinite(value)):
             raise FloatingPointError(
                 f"{agent}: metric {name!r} became non-finite in logging interval {interval} "
-                "(a diverged loss). Lower the learning rate or enable gradient clipping; "
-                "the summary of this run was not written."
+                "(the loss diverged). Lower the learning rate or enable gradient clipping. "
+                f"The metrics up to here are in {run_dir / 'metrics.csv'}."
             )
 
 

@@ -1,0 +1,143 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from purerl.agents.dqn import DQNConfig
+from purerl.agents.ppo import PPOConfig
+from purerl.experiments import dqn, ppo
+from purerl.experiments.common import RunConfig, plan
+
+SMALL_PPO = PPOConfig(num_envs=8, num_steps=16, num_minibatches=2, update_epochs=2)
+SMALL_DQN = DQNConfig(learning_starts=500, buffer_size=2000, batch_size=32, num_envs=4)
+REQUIRED = {
+    "agent", "env", "total_timesteps", "num_seeds", "final_return", "final_return_mean",
+    "compile_seconds", "train_seconds", "steps_per_second", "devices",
+}
+
+
+def metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.csv")) as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row.pop("steps_per_second")
+    return rows
+
+
+def small_run(tmp_path, name, seed=0, num_seeds=1, agent="ppo", **kw):
+    run = RunConfig(total_timesteps=8192, num_logs=4, seed=seed, num_seeds=num_seeds,
+                    run_dir=str(tmp_path / name), quiet=True, num_devices=1, **kw)
+    if agent == "ppo":
+        return ppo.run(run, SMALL_PPO)
+    return dqn.run(run, SMALL_DQN)
+
+
+def test_plan_rounds_up_to_whole_intervals():
+    p = plan(total_timesteps=500_000, steps_per_update=512, num_logs=20)
+    assert p.num_updates == 980 and p.updates_per_interval == 49 and p.num_intervals == 20
+    assert p.total_steps == 501_760
+    p = plan(total_timesteps=100, steps_per_update=512, num_logs=20)
+    assert p.num_updates == 1 and p.num_intervals == 1
+
+
+@pytest.mark.parametrize("agent", ["ppo", "dqn"])
+def test_summary_has_its_fields_and_same_seed_is_bit_identical(tmp_path, agent):
+    a = small_run(tmp_path, "a", agent=agent)
+    b = small_run(tmp_path, "b", agent=agent)
+    c = small_run(tmp_path, "c", seed=1, agent=agent)
+    on_disk = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert REQUIRED <= set(on_disk)
+    assert on_disk["agent"] == agent and on_disk["env"] == "CartPole-v1"
+    assert on_disk["devices"]["count"] == 1 and on_disk["devices"]["platform"] == "cpu"
+    assert len(on_disk["final_return"]) == 1 and on_disk["total_timesteps"] >= 8192
+    assert a["final_return"] == b["final_return"]
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+    assert metrics(tmp_path / "a") != metrics(tmp_path / "c")
+    steps = [int(r["step"]) for r in metrics(tmp_path / "a")]
+    assert steps == sorted(steps) and steps[-1] == a["total_timesteps"]
+
+
+def test_vmapped_seeds_train_independently(tmp_path):
+    summary = small_run(tmp_path, "seeds", num_seeds=3)
+    assert summary["seeds"] == [0, 1, 2]
+    assert len(summary["final_return"]) == 3
+    assert len(set(summary["final_return"])) == 3
+
+
+def test_a_users_jax_env_trains_on_the_device_loop(tmp_path):
+    run = RunConfig(env="tests.envs.my_jax_env:Corridor", total_timesteps=30_000, num_logs=3,
+                    run_dir=str(tmp_path / "corridor"), quiet=True, num_devices=1)
+    summary = ppo.run(run, PPOConfig(num_envs=8, num_steps=16))
+    assert summary["final_return_mean"] > 0.9  # Reaches the end of the corridor.
+
+
+def cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True,
+        env={**os.environ, "XLA_FLAGS": ""},
+    )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["purerl.experiments.ppo", "--num-envs", "0"], "num_envs must be a positive integer"),
+        (["purerl.experiments.ppo", "--num-envs", "6", "--num-steps", "5", "--num-minibatches", "4"],
+         "must divide the rollout"),
+        (["purerl.experiments.ppo", "--env", "CartPol-v1"], "Did you mean CartPole-v1"),
+        (["purerl.experiments.dqn", "--env", "Pendulum-v1"], "DQN needs a discrete action space"),
+        (["purerl.experiments.dqn", "--batch-size", "64", "--buffer-size", "32"],
+         "larger than buffer_size"),
+        (["purerl.experiments.ppo", "--total-timesteps", "0"], "--total-timesteps must be a positive"),
+    ],
+)
+def test_bad_input_is_one_clear_error(args, message, tmp_path):
+    out = cli(*args, "--run-dir", str(tmp_path / "bad"))
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_diverged_loss_stops_the_run_with_a_clear_error(tmp_path):
+    run = RunConfig(total_timesteps=8192, num_logs=4, run_dir=str(tmp_path / "nan"),
+                    quiet=True, num_devices=1)
+    config = DQNConfig(learning_starts=500, buffer_size=2000, batch_size=32, num_envs=4,
+                       learning_rate=1e30, max_grad_norm=0)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        dqn.run(run, config)
+    assert (tmp_path / "nan" / "metrics.csv").exists()  # What was learned so far is kept.
+
+
+def test_too_many_devices_is_a_clear_error(tmp_path):
+    run = RunConfig(total_timesteps=8192, num_devices=64, run_dir=str(tmp_path / "d"), quiet=True)
+    with pytest.raises(ValueError, match="Asked for 64 devices"):
+        ppo.run(run, SMALL_PPO)
+
+
+@pytest.mark.slow
+def test_ppo_learns_cartpole(tmp_path):
+    run = RunConfig(total_timesteps=500_000, run_dir=str(tmp_path / "ppo"), quiet=True,
+                    num_devices=1)
+    summary = ppo.run(run, PPOConfig())
+    assert summary["final_return"][0] >= 475
+
+
+@pytest.mark.slow
+def test_dqn_learns_cartpole(tmp_path):
+    run = RunConfig(total_timesteps=500_000, run_dir=str(tmp_path / "dqn"), quiet=True,
+                    num_devices=1)
+    summary = dqn.run(run, DQNConfig())
+    assert summary["final_return"][0] >= 475
+
+
+@pytest.mark.slow
+def test_ppo_learns_data_parallel_on_four_devices(tmp_path):
+    run = RunConfig(total_timesteps=500_000, run_dir=str(tmp_path / "ppo4"), quiet=True)
+    summary = ppo.run(run, PPOConfig())
+    assert summary["devices"]["count"] == 4
+    assert summary["final_return"][0] >= 475
+    assert np.isfinite(summary["steps_per_second"])
