@@ -25,7 +25,6 @@ from purerl.envs.wrappers import EpisodeStatistics, VecEnv
 from purerl.replay.uniform import Buffer
 
 DEVICE_AXIS = "device"
-_RUN_ONCE_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
 class Runner(NamedTuple):
@@ -198,7 +197,9 @@ def make_loop(
 
     def init_block(seed_keys: jax.Array) -> Runner:
         index = jax.lax.axis_index(DEVICE_AXIS)
-        runner = jax.vmap(init_one, in_axes=(0, None))(seed_keys, index)
+        # One seed at a time, not vmapped: jaxlib's batched LAPACK QR (orthogonal init)
+        # waits on the intra-op thread pool, and two such waits deadlock a 2-core CPU.
+        runner = jax.lax.map(lambda key: init_one(key, index), seed_keys)
         return jax.tree.map(lambda x: x[None], runner)
 
     def step_block(runner: Runner) -> tuple[Runner, dict[str, jax.Array]]:
@@ -232,10 +233,7 @@ def make_loop(
     )
 
     def init_sharded(seed_keys: jax.Array) -> Runner:
-        seed_keys = jax.device_put(seed_keys, NamedSharding(mesh, P()))
-        # Runs once: spend no time optimising it (XLA's backend passes cost ~0.5 s here).
-        compiled = init.lower(seed_keys).compile(compiler_options=_RUN_ONCE_OPTIONS)
-        return compiled(seed_keys)
+        return init(jax.device_put(seed_keys, NamedSharding(mesh, P())))
 
     return Loop(init_sharded, step, mesh)
 

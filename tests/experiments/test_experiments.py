@@ -141,3 +141,14 @@ def test_ppo_learns_data_parallel_on_four_devices(tmp_path):
     assert summary["devices"]["count"] == 4
     assert summary["final_return"][0] >= 475
     assert np.isfinite(summary["steps_per_second"])
+
+
+def test_many_seeds_initialise_without_hanging(tmp_path):
+    # Vmapped orthogonal inits (batched LAPACK QR) deadlocked jaxlib's 2-thread pool.
+    out = subprocess.run(
+        [sys.executable, "-m", "purerl.experiments.ppo", "--num-seeds", "8", "--quiet",
+         "--total-timesteps", "1024", "--num-logs", "1", "--run-dir", str(tmp_path / "s")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "XLA_FLAGS": ""},
+    )
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads((tmp_path / "s" / "summary.json").read_text())["final_return"]) == 8
