@@ -66,8 +66,8 @@ class PPOConfig:
     num_minibatches: int = 4
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
-    num_envs: int = 32
-    num_steps: int = 16
+    num_envs: int = 8
+    num_steps: int = 64
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches"):

@@ -39,7 +39,7 @@ class Benchmark:
       num_devices: devices to run on (default: all local devices).
       process_runs: time this many whole `python -m purerl.experiments.AGENT` processes.
       baseline_cmd: a command to time alternately with those processes, for a ratio.
-      extra: extra flags for the agent's experiment (e.g. "--num-envs 16").
+      extra: extra flags for the agent's experiment, given as --extra="--num-envs 16".
     """
 
     agent: str = "ppo"
