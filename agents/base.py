@@ -1,4 +1,5 @@
-"""The `Agent` type every purerl algorithm returns, in the style of `optax.GradientTransformation`."""
+"""The `Agent` type every purerl algorithm returns, in the style of optax's
+`GradientTransformation`."""
 
 from __future__ import annotations
 

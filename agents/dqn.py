@@ -14,7 +14,6 @@ import jax.numpy as jnp
 import optax
 import rlax
 from flax import struct
-
 from purerl.agents.base import (
     Agent,
     EnvSpec,
@@ -82,11 +81,18 @@ class DQNConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"DQNConfig.loss must be one of {LOSSES}; got {self.loss!r}.")
-        for name in ("num_envs", "train_frequency", "buffer_size", "batch_size",
-                     "target_update_period", "epsilon_decay_steps"):
+        for name in (
+            "num_envs",
+            "train_frequency",
+            "buffer_size",
+            "batch_size",
+            "target_update_period",
+            "epsilon_decay_steps",
+        ):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"DQNConfig.{name} must be a positive integer; got "
-                                 f"{getattr(self, name)}.")
+                raise ValueError(
+                    f"DQNConfig.{name} must be a positive integer; got {getattr(self, name)}."
+                )
         if self.batch_size > self.buffer_size:
             raise ValueError(
                 f"DQNConfig.batch_size ({self.batch_size}) is larger than buffer_size "
@@ -96,7 +102,6 @@ class DQNConfig:
             raise ValueError(f"DQNConfig.tau must be in (0, 1]; got {self.tau}.")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"DQNConfig.gamma must be in [0, 1]; got {self.gamma}.")
-
 
     @property
     def env_steps_per_update(self) -> int:

@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import optax
 import rlax
 from flax import struct
-
 from purerl.agents.base import (
     Agent,
     EnvSpec,
@@ -229,9 +228,7 @@ def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | Non
         chex.assert_rank(batch.reward, 2)
         network = state.network
         v_next = network.apply(state.params, batch.next_obs, method=ActorCritic.value)
-        advantages = jax.vmap(
-            gae_advantages, in_axes=(1, 1, 1, 1, 1, None, None), out_axes=1
-        )(
+        advantages = jax.vmap(gae_advantages, in_axes=(1, 1, 1, 1, 1, None, None), out_axes=1)(
             batch.reward.astype(jnp.float32),
             batch.terminated,
             batch.truncated,
@@ -241,9 +238,7 @@ def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | Non
             config.gae_lambda,
         )
         targets = advantages + batch.extras["value"]
-        flat = jax.tree.map(
-            lambda x: x.reshape((-1,) + x.shape[2:]), (batch, advantages, targets)
-        )
+        flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), (batch, advantages, targets))
 
         def minibatch_step(carry, minibatch):
             params, opt_state = carry
@@ -280,9 +275,7 @@ def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | Non
             return jax.lax.scan(minibatch_step, carry, shuffled)
 
         keys = jax.random.split(key, config.update_epochs)
-        (params, opt_state), info = jax.lax.scan(
-            epoch, (state.params, state.opt_state), keys
-        )
+        (params, opt_state), info = jax.lax.scan(epoch, (state.params, state.opt_state), keys)
         metrics = jax.tree.map(jnp.mean, info)
         metrics["value_mean"] = jnp.mean(batch.extras["value"])
         new_state = state.replace(params=params, opt_state=opt_state, steps=state.steps + 1)

@@ -18,7 +18,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import gymnasium
 import jax
-
 from purerl.agents.base import EnvSpec
 
 EnvState = Any

@@ -1,4 +1,5 @@
-"""Adapter for Gymnasium's functional JAX environments (`gymnasium.experimental.functional.FuncEnv`)."""
+"""Adapter for Gymnasium's functional JAX environments
+(`gymnasium.experimental.functional.FuncEnv`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import gymnasium
 import jax
 import jax.numpy as jnp
 from flax import struct
-
 from purerl.envs.base import StepResult
 
 
@@ -32,7 +32,9 @@ class FunctionalEnv:
     observation of an ended episode in `info["final_observation"]`.
     """
 
-    def __init__(self, func_env: Any, max_episode_steps: int | None = None, name: str | None = None):
+    def __init__(
+        self, func_env: Any, max_episode_steps: int | None = None, name: str | None = None
+    ):
         self.func_env = func_env
         self.max_episode_steps = int(max_episode_steps or 0)
         self.name = name or type(func_env).__name__

@@ -10,7 +10,6 @@ from typing import Any
 
 import gymnasium
 import jax
-
 from purerl.envs.base import EnvParams, EnvState, StepResult
 from purerl.envs.spaces import from_gymnax
 
@@ -29,7 +28,9 @@ class GymnaxEnv:
     def reset(self, key: jax.Array, params: EnvParams) -> tuple[Any, EnvState]:
         return self.env.reset(key, params)
 
-    def step(self, key: jax.Array, state: EnvState, action: jax.Array, params: EnvParams) -> StepResult:
+    def step(
+        self, key: jax.Array, state: EnvState, action: jax.Array, params: EnvParams
+    ) -> StepResult:
         return self.env.step(key, state, action, params)
 
     def observation_space(self, params: EnvParams) -> gymnasium.spaces.Space:
@@ -50,7 +51,10 @@ _LIGHT_IDS: dict[str, tuple[str, str]] = {
     "Acrobot-v1": ("classic_control.acrobot", "Acrobot"),
     "Pendulum-v1": ("classic_control.pendulum", "Pendulum"),
     "MountainCar-v0": ("classic_control.mountain_car", "MountainCar"),
-    "MountainCarContinuous-v0": ("classic_control.continuous_mountain_car", "ContinuousMountainCar"),
+    "MountainCarContinuous-v0": (
+        "classic_control.continuous_mountain_car",
+        "ContinuousMountainCar",
+    ),
     "Asterix-MinAtar": ("minatar.asterix", "MinAsterix"),
     "Breakout-MinAtar": ("minatar.breakout", "MinBreakout"),
     "Freeway-MinAtar": ("minatar.freeway", "MinFreeway"),

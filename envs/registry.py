@@ -6,7 +6,7 @@ import difflib
 import importlib
 from typing import Any
 
-from purerl.envs.base import EnvParams, Environment
+from purerl.envs.base import Environment, EnvParams
 from purerl.envs.functional import FunctionalEnv
 from purerl.envs.gymnax_env import GymnaxEnv, make_gymnax
 
@@ -65,13 +65,17 @@ def _load_attr(path: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ValueError(f"Cannot import module {module_name!r} for environment {path!r}: {e}") from e
+        raise ValueError(
+            f"Cannot import module {module_name!r} for environment {path!r}: {e}"
+        ) from e
     try:
         obj = module
         for part in attr.split("."):
             obj = getattr(obj, part)
     except AttributeError:
-        raise ValueError(f"Module {module_name!r} has no attribute {attr!r} (from {path!r}).") from None
+        raise ValueError(
+            f"Module {module_name!r} has no attribute {attr!r} (from {path!r})."
+        ) from None
     return obj
 
 
@@ -86,7 +90,9 @@ def wrap(obj: Any, name: str) -> tuple[Environment, EnvParams]:
     else:
         params = None
     if isinstance(obj, FuncEnv):
-        env = FunctionalEnv(obj, max_episode_steps=getattr(obj, "max_episode_steps", None), name=name)
+        env = FunctionalEnv(
+            obj, max_episode_steps=getattr(obj, "max_episode_steps", None), name=name
+        )
         return env, env.default_params
     try:
         import gymnax
@@ -122,7 +128,9 @@ def make(name: str, **kwargs: Any) -> tuple[Environment, EnvParams]:
     if not isinstance(name, str) or not name:
         raise ValueError(f"An environment name must be a non-empty string; got {name!r}.")
     if ":" in name and not name.startswith("gymnasium:"):
-        return wrap(_load_attr(name), name) if not kwargs else wrap(_load_attr(name)(**kwargs), name)
+        return (
+            wrap(_load_attr(name), name) if not kwargs else wrap(_load_attr(name)(**kwargs), name)
+        )
     if name.startswith("phys2d/") or "/" in name:
         if name in _functional_ids():
             return _from_functional_id(name, **kwargs)

@@ -8,8 +8,7 @@ import gymnasium
 import jax
 import jax.numpy as jnp
 from flax import struct
-
-from purerl.envs.base import EnvParams, Environment, StepResult
+from purerl.envs.base import Environment, EnvParams, StepResult
 
 
 class Wrapper:

@@ -18,9 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-
 from purerl.agents.base import Agent, Transition
-from purerl.envs.base import EnvParams, Environment
+from purerl.envs.base import Environment, EnvParams
 from purerl.envs.wrappers import EpisodeStatistics, VecEnv
 from purerl.replay.uniform import Buffer
 
@@ -188,8 +187,13 @@ def make_loop(
         buffer_state = ()
         if buffer is not None:
             example = Transition(
-                obs[0], jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32),
-                jnp.zeros((), bool), jnp.zeros((), bool), obs[0], {},
+                obs[0],
+                jnp.zeros((), jnp.int32),
+                jnp.zeros((), jnp.float32),
+                jnp.zeros((), bool),
+                jnp.zeros((), bool),
+                obs[0],
+                {},
             )
             example = _act_example(agent, agent_state, obs, key, example)
             buffer_state = buffer.init(example)

@@ -58,8 +58,17 @@ def _train(bench: Benchmark, seed: int, num_seeds: int, run_dir: str) -> dict[st
 
     module = {"ppo": ppo, "dqn": dqn}[bench.agent]
     argv = [
-        "--env", bench.env, "--total-timesteps", str(bench.total_timesteps), "--seed", str(seed),
-        "--num-seeds", str(num_seeds), "--run-dir", run_dir, "--quiet",
+        "--env",
+        bench.env,
+        "--total-timesteps",
+        str(bench.total_timesteps),
+        "--seed",
+        str(seed),
+        "--num-seeds",
+        str(num_seeds),
+        "--run-dir",
+        run_dir,
+        "--quiet",
         *shlex.split(bench.extra),
     ]
     if bench.num_devices is not None:
@@ -91,7 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     if bench.agent not in AGENTS:
         raise ValueError(f"--agent must be one of {AGENTS}; got {bench.agent!r}.")
     RunConfig(total_timesteps=bench.total_timesteps)  # Validates.
-    print(f"purerl benchmark: {bench.agent} on {bench.env}, {bench.total_timesteps:,} steps per seed")
+    print(
+        f"purerl benchmark: {bench.agent} on {bench.env}, {bench.total_timesteps:,} steps per seed"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         separate = []
         for seed in bench.seeds:
@@ -101,29 +112,46 @@ def main(argv: list[str] | None = None) -> None:
         if separate:
             returns = [s["final_return"][0] for s in separate]
             sps = [s["steps_per_second"] for s in separate]
-            print(f"{'one seed each':<18} min final_return {min(returns):.1f}, "
-                  f"median {statistics.median(sps):,.0f} steps/s")
+            print(
+                f"{'one seed each':<18} min final_return {min(returns):.1f}, "
+                f"median {statistics.median(sps):,.0f} steps/s"
+            )
         if bench.num_seeds:
-            summary = _train(bench, bench.seeds[0] if bench.seeds else 0, bench.num_seeds,
-                             f"{tmp}/vmapped")
+            summary = _train(
+                bench, bench.seeds[0] if bench.seeds else 0, bench.num_seeds, f"{tmp}/vmapped"
+            )
             print(_line(f"{bench.num_seeds} seeds vmapped", summary), flush=True)
         if bench.process_runs:
-            cmd = [sys.executable, "-m", f"purerl.experiments.{bench.agent}", "--env", bench.env,
-                   "--total-timesteps", str(bench.total_timesteps), "--quiet",
-                   "--run-dir", f"{tmp}/process", *shlex.split(bench.extra)]
+            cmd = [
+                sys.executable,
+                "-m",
+                f"purerl.experiments.{bench.agent}",
+                "--env",
+                bench.env,
+                "--total-timesteps",
+                str(bench.total_timesteps),
+                "--quiet",
+                "--run-dir",
+                f"{tmp}/process",
+                *shlex.split(bench.extra),
+            ]
             ours, theirs = [], []
             for _ in range(bench.process_runs):
                 ours.append(_time(cmd))
                 if bench.baseline_cmd:
                     theirs.append(_time(bench.baseline_cmd))
-            print(f"whole process (import, compile, train): purerl "
-                  f"{', '.join(f'{t:.2f}' for t in ours)} s, median {statistics.median(ours):.2f} s")
+            print(
+                f"whole process (import, compile, train): purerl "
+                f"{', '.join(f'{t:.2f}' for t in ours)} s, median {statistics.median(ours):.2f} s"
+            )
             if theirs:
-                print(f"baseline {bench.baseline_cmd!r}: "
-                      f"{', '.join(f'{t:.2f}' for t in theirs)} s, "
-                      f"median {statistics.median(theirs):.2f} s")
-                print(f"purerl takes {statistics.median(ours) / statistics.median(theirs):.3f} "
-                      f"of the baseline's time (1/{statistics.median(theirs) / statistics.median(ours):.2f})")
+                print(
+                    f"baseline {bench.baseline_cmd!r}: "
+                    f"{', '.join(f'{t:.2f}' for t in theirs)} s, "
+                    f"median {statistics.median(theirs):.2f} s"
+                )
+                ratio = statistics.median(ours) / statistics.median(theirs)
+                print(f"purerl takes {ratio:.3f} of the baseline's time (1/{1 / ratio:.2f})")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,8 @@ from typing import Any
 
 import jax
 import numpy as np
-
 from purerl.agents.base import Agent
-from purerl.envs.base import EnvParams, Environment
+from purerl.envs.base import Environment, EnvParams
 from purerl.experiments import anakin
 from purerl.replay.uniform import Buffer
 
@@ -52,8 +51,10 @@ class RunConfig:
     def __post_init__(self) -> None:
         for name in ("total_timesteps", "num_seeds", "num_logs"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer; "
-                                 f"got {getattr(self, name)}.")
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be a positive integer; "
+                    f"got {getattr(self, name)}."
+                )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,9 +191,7 @@ def train(
     return summary
 
 
-def _check_finite(
-    metrics: dict[str, np.ndarray], agent: str, interval: int, run_dir: Path
-) -> None:
+def _check_finite(metrics: dict[str, np.ndarray], agent: str, interval: int, run_dir: Path) -> None:
     for name, value in metrics.items():
         if not np.all(np.isfinite(value)):
             raise FloatingPointError(

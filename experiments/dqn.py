@@ -47,7 +47,12 @@ def run(run: RunConfig, config: dqn.DQNConfig) -> dict[str, Any]:
         return agent, update, num_envs, buffer
 
     return train(
-        "dqn", run, config, env, env_params, build,
+        "dqn",
+        run,
+        config,
+        env,
+        env_params,
+        build,
         steps_per_update=lambda num_devices: config.num_envs * config.train_frequency,
     )
 

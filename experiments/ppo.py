@@ -39,7 +39,12 @@ def run(run: RunConfig, config: ppo.PPOConfig) -> dict[str, Any]:
         return agent, update, num_envs, None
 
     return train(
-        "ppo", run, config, env, env_params, build,
+        "ppo",
+        run,
+        config,
+        env,
+        env_params,
+        build,
         steps_per_update=lambda num_devices: config.num_envs * config.num_steps,
     )
 

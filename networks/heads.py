@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import distrax
 import flax.linen as nn
 import jax
-
 from purerl.networks.torsos import MLP
 
 

@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from purerl.agents import dqn
 from purerl.agents.base import EnvSpec
 from purerl.networks import MLP
+
 from tests.helpers import AXIS, CARTPOLE_SPEC, data_parallel, transitions
 
 Q_TM1 = jnp.array([[1.0, 2.0], [3.0, 4.0]])
@@ -52,8 +52,14 @@ def test_act_shapes_under_jit_and_vmap():
 
 
 def test_epsilon_decays_with_environment_steps():
-    config = dqn.DQNConfig(epsilon_decay_steps=1000, learning_starts=0, num_envs=10,
-                           train_frequency=1, batch_size=8, buffer_size=100)
+    config = dqn.DQNConfig(
+        epsilon_decay_steps=1000,
+        learning_starts=0,
+        num_envs=10,
+        train_frequency=1,
+        batch_size=8,
+        buffer_size=100,
+    )
     agent = dqn.make(config)
     state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
     obs = jax.random.normal(jax.random.PRNGKey(1), (4000, 4))  # No ties between actions.

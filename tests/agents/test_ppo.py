@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from purerl.agents import ppo
 from purerl.agents.base import EnvSpec, Transition
+
 from tests.helpers import AXIS, CARTPOLE_SPEC, data_parallel, transitions
 
 
@@ -71,8 +71,15 @@ def test_ppo_loss_by_hand():
         extras={"log_prob": jnp.log(jnp.array([0.25, 0.5])), "value": jnp.array([0.5, 0.0])},
     )
     loss, info = ppo.ppo_loss(
-        params, network, batch, jnp.array([1.0, -1.0]), jnp.array([1.0, 3.0]),
-        clip_eps=0.2, clip_value=True, vf_coef=0.5, ent_coef=0.01,
+        params,
+        network,
+        batch,
+        jnp.array([1.0, -1.0]),
+        jnp.array([1.0, 3.0]),
+        clip_eps=0.2,
+        clip_value=True,
+        vf_coef=0.5,
+        ent_coef=0.01,
     )
     # ratios: 0.5 / 0.25 = 2 and 0.5 / 0.5 = 1
     # surrogate: min(2 * 1, 1.2 * 1) = 1.2; min(1 * -1, 1 * -1) = -1 -> pg = -(1.2 - 1) / 2 = -0.1
@@ -131,14 +138,28 @@ def test_gradients_are_finite_and_zero_through_old_policy_terms():
     def loss_of_old_log_prob(old_log_prob):
         b = flat._replace(extras={**flat.extras, "log_prob": old_log_prob})
         return ppo.ppo_loss(
-            state.params, state.network, b, jnp.ones(8), jnp.ones(8),
-            clip_eps=0.2, clip_value=True, vf_coef=0.5, ent_coef=0.01,
+            state.params,
+            state.network,
+            b,
+            jnp.ones(8),
+            jnp.ones(8),
+            clip_eps=0.2,
+            clip_value=True,
+            vf_coef=0.5,
+            ent_coef=0.01,
         )[0]
 
     grads = jax.grad(
         lambda p: ppo.ppo_loss(
-            p, state.network, flat, jnp.ones(8), jnp.ones(8),
-            clip_eps=0.2, clip_value=True, vf_coef=0.5, ent_coef=0.01,
+            p,
+            state.network,
+            flat,
+            jnp.ones(8),
+            jnp.ones(8),
+            clip_eps=0.2,
+            clip_value=True,
+            vf_coef=0.5,
+            ent_coef=0.01,
         )[0]
     )(state.params)
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
@@ -163,8 +184,9 @@ def test_bad_config_is_a_clear_error():
 
 def test_four_devices_learn_like_one_on_the_same_global_batch():
     # One minibatch per epoch: each device's shuffle then covers the same global set.
-    config = ppo.PPOConfig(num_envs=8, num_steps=8, num_minibatches=1, update_epochs=2,
-                           anneal_lr=False)
+    config = ppo.PPOConfig(
+        num_envs=8, num_steps=8, num_minibatches=1, update_epochs=2, anneal_lr=False
+    )
     state, batch = rollout(jax.random.PRNGKey(1), num_steps=8, num_envs=8)
     key = jax.random.PRNGKey(2)
     expected, m1 = jax.jit(ppo.make(config).learn)(state, batch, key)

@@ -7,13 +7,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from purerl import envs
 
 
 @pytest.mark.parametrize(
-    "name", ["CartPole-v1", "Acrobot-v1", "Pendulum-v1", "Breakout-MinAtar", "Catch-bsuite",
-             "phys2d/CartPole-v1", "phys2d/Pendulum-v0"]
+    "name",
+    [
+        "CartPole-v1",
+        "Acrobot-v1",
+        "Pendulum-v1",
+        "Breakout-MinAtar",
+        "Catch-bsuite",
+        "phys2d/CartPole-v1",
+        "phys2d/Pendulum-v0",
+    ],
 )
 def test_make_resolves_names_to_the_protocol_with_gymnasium_spaces(name):
     env, params = envs.make(name)

@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from purerl.agents.dqn import DQNConfig
 from purerl.agents.ppo import PPOConfig
 from purerl.experiments import dqn, ppo
@@ -15,8 +14,16 @@ from purerl.experiments.common import RunConfig, plan
 SMALL_PPO = PPOConfig(num_envs=8, num_steps=16, num_minibatches=2, update_epochs=2)
 SMALL_DQN = DQNConfig(learning_starts=500, buffer_size=2000, batch_size=32, num_envs=4)
 REQUIRED = {
-    "agent", "env", "total_timesteps", "num_seeds", "final_return", "final_return_mean",
-    "compile_seconds", "train_seconds", "steps_per_second", "devices",
+    "agent",
+    "env",
+    "total_timesteps",
+    "num_seeds",
+    "final_return",
+    "final_return_mean",
+    "compile_seconds",
+    "train_seconds",
+    "steps_per_second",
+    "devices",
 }
 
 
@@ -29,8 +36,16 @@ def metrics(run_dir):
 
 
 def small_run(tmp_path, name, seed=0, num_seeds=1, agent="ppo", **kw):
-    run = RunConfig(total_timesteps=8192, num_logs=4, seed=seed, num_seeds=num_seeds,
-                    run_dir=str(tmp_path / name), quiet=True, num_devices=1, **kw)
+    run = RunConfig(
+        total_timesteps=8192,
+        num_logs=4,
+        seed=seed,
+        num_seeds=num_seeds,
+        run_dir=str(tmp_path / name),
+        quiet=True,
+        num_devices=1,
+        **kw,
+    )
     if agent == "ppo":
         return ppo.run(run, SMALL_PPO)
     return dqn.run(run, SMALL_DQN)
@@ -48,7 +63,7 @@ def test_plan_rounds_up_to_whole_intervals():
 def test_summary_has_its_fields_and_same_seed_is_bit_identical(tmp_path, agent):
     a = small_run(tmp_path, "a", agent=agent)
     b = small_run(tmp_path, "b", agent=agent)
-    c = small_run(tmp_path, "c", seed=1, agent=agent)
+    small_run(tmp_path, "c", seed=1, agent=agent)
     on_disk = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert REQUIRED <= set(on_disk)
     assert on_disk["agent"] == agent and on_disk["env"] == "CartPole-v1"
@@ -69,15 +84,23 @@ def test_vmapped_seeds_train_independently(tmp_path):
 
 
 def test_a_users_jax_env_trains_on_the_device_loop(tmp_path):
-    run = RunConfig(env="tests.envs.my_jax_env:Corridor", total_timesteps=30_000, num_logs=3,
-                    run_dir=str(tmp_path / "corridor"), quiet=True, num_devices=1)
+    run = RunConfig(
+        env="tests.envs.my_jax_env:Corridor",
+        total_timesteps=30_000,
+        num_logs=3,
+        run_dir=str(tmp_path / "corridor"),
+        quiet=True,
+        num_devices=1,
+    )
     summary = ppo.run(run, PPOConfig(num_envs=8, num_steps=16))
     assert summary["final_return_mean"] > 0.9  # Reaches the end of the corridor.
 
 
 def cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", *args], capture_output=True, text=True,
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
         env={**os.environ, "XLA_FLAGS": ""},
     )
 
@@ -86,13 +109,28 @@ def cli(*args):
     "args, message",
     [
         (["purerl.experiments.ppo", "--num-envs", "0"], "num_envs must be a positive integer"),
-        (["purerl.experiments.ppo", "--num-envs", "6", "--num-steps", "5", "--num-minibatches", "4"],
-         "must divide the rollout"),
+        (
+            [
+                "purerl.experiments.ppo",
+                "--num-envs",
+                "6",
+                "--num-steps",
+                "5",
+                "--num-minibatches",
+                "4",
+            ],
+            "must divide the rollout",
+        ),
         (["purerl.experiments.ppo", "--env", "CartPol-v1"], "Did you mean CartPole-v1"),
         (["purerl.experiments.dqn", "--env", "Pendulum-v1"], "DQN needs a discrete action space"),
-        (["purerl.experiments.dqn", "--batch-size", "64", "--buffer-size", "32"],
-         "larger than buffer_size"),
-        (["purerl.experiments.ppo", "--total-timesteps", "0"], "--total-timesteps must be a positive"),
+        (
+            ["purerl.experiments.dqn", "--batch-size", "64", "--buffer-size", "32"],
+            "larger than buffer_size",
+        ),
+        (
+            ["purerl.experiments.ppo", "--total-timesteps", "0"],
+            "--total-timesteps must be a positive",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_error(args, message, tmp_path):
@@ -103,10 +141,17 @@ def test_bad_input_is_one_clear_error(args, message, tmp_path):
 
 
 def test_diverged_loss_stops_the_run_with_a_clear_error(tmp_path):
-    run = RunConfig(total_timesteps=8192, num_logs=4, run_dir=str(tmp_path / "nan"),
-                    quiet=True, num_devices=1)
-    config = DQNConfig(learning_starts=500, buffer_size=2000, batch_size=32, num_envs=4,
-                       learning_rate=1e30, max_grad_norm=0)
+    run = RunConfig(
+        total_timesteps=8192, num_logs=4, run_dir=str(tmp_path / "nan"), quiet=True, num_devices=1
+    )
+    config = DQNConfig(
+        learning_starts=500,
+        buffer_size=2000,
+        batch_size=32,
+        num_envs=4,
+        learning_rate=1e30,
+        max_grad_norm=0,
+    )
     with pytest.raises(FloatingPointError, match="non-finite"):
         dqn.run(run, config)
     assert (tmp_path / "nan" / "metrics.csv").exists()  # What was learned so far is kept.
@@ -120,16 +165,18 @@ def test_too_many_devices_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_ppo_learns_cartpole(tmp_path):
-    run = RunConfig(total_timesteps=500_000, run_dir=str(tmp_path / "ppo"), quiet=True,
-                    num_devices=1)
+    run = RunConfig(
+        total_timesteps=500_000, run_dir=str(tmp_path / "ppo"), quiet=True, num_devices=1
+    )
     summary = ppo.run(run, PPOConfig())
     assert summary["final_return"][0] >= 475
 
 
 @pytest.mark.slow
 def test_dqn_learns_cartpole(tmp_path):
-    run = RunConfig(total_timesteps=500_000, run_dir=str(tmp_path / "dqn"), quiet=True,
-                    num_devices=1)
+    run = RunConfig(
+        total_timesteps=500_000, run_dir=str(tmp_path / "dqn"), quiet=True, num_devices=1
+    )
     summary = dqn.run(run, DQNConfig())
     assert summary["final_return"][0] >= 475
 
@@ -146,9 +193,24 @@ def test_ppo_learns_data_parallel_on_four_devices(tmp_path):
 def test_many_seeds_initialise_without_hanging(tmp_path):
     # Vmapped orthogonal inits (batched LAPACK QR) deadlocked jaxlib's 2-thread pool.
     out = subprocess.run(
-        [sys.executable, "-m", "purerl.experiments.ppo", "--num-seeds", "8", "--quiet",
-         "--total-timesteps", "1024", "--num-logs", "1", "--run-dir", str(tmp_path / "s")],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "XLA_FLAGS": ""},
+        [
+            sys.executable,
+            "-m",
+            "purerl.experiments.ppo",
+            "--num-seeds",
+            "8",
+            "--quiet",
+            "--total-timesteps",
+            "1024",
+            "--num-logs",
+            "1",
+            "--run-dir",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "XLA_FLAGS": ""},
     )
     assert out.returncode == 0, out.stderr
     assert len(json.loads((tmp_path / "s" / "summary.json").read_text())["final_return"]) == 8

@@ -4,7 +4,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from purerl.networks import MLP, ActorCritic, QNetwork, activation_fn
 
 

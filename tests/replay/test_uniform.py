@@ -5,7 +5,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from purerl.replay import make_uniform
 
 
@@ -15,7 +14,10 @@ def item(value: float = 0.0):
 
 def items(start: int, num: int):
     values = jnp.arange(start, start + num, dtype=jnp.float32)
-    return {"obs": jnp.repeat(values[:, None], 3, axis=1), "action": jnp.arange(start, start + num, dtype=jnp.int32)}
+    return {
+        "obs": jnp.repeat(values[:, None], 3, axis=1),
+        "action": jnp.arange(start, start + num, dtype=jnp.int32),
+    }
 
 
 def test_add_fills_then_wraps_around_overwriting_the_oldest():
@@ -80,8 +82,12 @@ def test_bad_sizes_and_items_are_clear_errors():
     buffer = make_uniform(capacity=10, batch_size=2)
     state = buffer.init(item())
     with pytest.raises(ValueError, match="dtype"):
-        buffer.add(state, {"obs": jnp.zeros((2, 3), jnp.float32), "action": jnp.zeros(2, jnp.float32)})
+        buffer.add(
+            state, {"obs": jnp.zeros((2, 3), jnp.float32), "action": jnp.zeros(2, jnp.float32)}
+        )
     with pytest.raises(ValueError, match="shape"):
-        buffer.add(state, {"obs": jnp.zeros((2, 4), jnp.float32), "action": jnp.zeros(2, jnp.int32)})
+        buffer.add(
+            state, {"obs": jnp.zeros((2, 4), jnp.float32), "action": jnp.zeros(2, jnp.int32)}
+        )
     with pytest.raises(ValueError, match="do not fit"):
         buffer.add(state, items(0, 11))
