@@ -83,7 +83,7 @@ class PPOConfig:
 
     @property
     def rollout_size(self) -> int:
-        """Transitions per rollout (per device)."""
+        """Transitions per rollout, over all devices."""
         return self.num_envs * self.num_steps
 
     @property

@@ -97,7 +97,7 @@ def train(
     env: Environment,
     env_params: EnvParams,
     build: Callable[[int, Plan], tuple[Agent, Callable, int, Buffer | None]],
-    steps_per_update: Callable[[int], int],
+    steps_per_update: int,
 ) -> dict[str, Any]:
     """Trains on the device loop and writes `RUN_DIR/summary.json` and `metrics.csv`.
 
@@ -107,14 +107,14 @@ def train(
       agent_config: the agent's config (recorded in the summary).
       env, env_params: the environment.
       build: `(num_devices, plan) -> (agent, update, num_envs_per_device, buffer)`.
-      steps_per_update: `num_devices -> env steps per update per seed`.
+      steps_per_update: env steps per update per seed, over all devices.
 
     Returns:
       The summary dict.
     """
     mesh = anakin.make_mesh(run.num_devices)
     num_devices = mesh.devices.size
-    the_plan = plan(run.total_timesteps, steps_per_update(num_devices), run.num_logs)
+    the_plan = plan(run.total_timesteps, steps_per_update, run.num_logs)
     agent, update, num_envs, buffer = build(num_devices, the_plan)
     loop = anakin.make_loop(
         agent, env, env_params, update, num_envs, the_plan.updates_per_interval, mesh, buffer

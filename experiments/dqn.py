@@ -53,7 +53,7 @@ def run(run: RunConfig, config: dqn.DQNConfig) -> dict[str, Any]:
         env,
         env_params,
         build,
-        steps_per_update=lambda num_devices: config.num_envs * config.train_frequency,
+        steps_per_update=config.env_steps_per_update,
     )
 
 

@@ -45,7 +45,7 @@ def run(run: RunConfig, config: ppo.PPOConfig) -> dict[str, Any]:
         env,
         env_params,
         build,
-        steps_per_update=lambda num_devices: config.num_envs * config.num_steps,
+        steps_per_update=config.rollout_size,
     )
 
 
