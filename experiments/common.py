@@ -19,6 +19,7 @@ import numpy as np
 from purerl.agents.base import Agent
 from purerl.envs.base import Environment, EnvParams
 from purerl.experiments import anakin
+from purerl.experiments.plot import CURVE_FILE, RETURNS_FILE, plot, write_returns
 from purerl.replay.uniform import Buffer
 
 
@@ -137,6 +138,7 @@ def train(
 
     history: list[dict[str, np.ndarray]] = []
     rows = []
+    seed_returns: list[np.ndarray] = []
     train_seconds = 0.0
     for interval in range(the_plan.num_intervals):
         t = time.perf_counter()
@@ -149,7 +151,10 @@ def train(
         steps = (interval + 1) * the_plan.updates_per_interval * the_plan.steps_per_update
         row = _interval_row(metrics, steps, steps * run.num_seeds / train_seconds)
         rows.append(row)
-        _write_csv(run_dir / "metrics.csv", rows)  # Rewritten each interval: readable mid-run.
+        # Rewritten each interval, so they can be read (and plotted) mid-run.
+        _write_csv(run_dir / "metrics.csv", rows)
+        seed_returns.append(_seed_returns(metrics))
+        write_returns(run_dir / RETURNS_FILE, [r["step"] for r in rows], np.stack(seed_returns))
         _check_finite(metrics, agent_name, interval, run_dir)
         say(
             f"  {steps:>11,} / {the_plan.total_steps:,} steps | "
@@ -182,6 +187,10 @@ def train(
         "agent_config": dataclasses.asdict(agent_config),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    try:
+        plot([run_dir], run_dir / CURVE_FILE)
+    except Exception as e:  # A plotting problem must not fail a finished run.
+        print(f"warning: could not draw {run_dir / CURVE_FILE}: {e}", file=sys.stderr)
     say(
         f"done: final return {summary['final_return_mean']:.2f} "
         f"(per seed {', '.join(f'{x:.1f}' for x in final)}), "
@@ -214,6 +223,13 @@ def _interval_row(metrics: dict[str, np.ndarray], steps: int, sps: float) -> dic
         if k not in ("return_sum", "length_sum", "count"):
             row[k] = float(np.mean(v))
     return row
+
+
+def _seed_returns(metrics: dict[str, np.ndarray]) -> np.ndarray:
+    """Mean return of the episodes that ended in one interval, per seed (NaN if none)."""
+    count = metrics["count"].sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, metrics["return_sum"].sum(0) / np.maximum(count, 1), np.nan)
 
 
 def _final_return(stacked: dict[str, np.ndarray]) -> np.ndarray:

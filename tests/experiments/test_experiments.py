@@ -74,6 +74,8 @@ def test_summary_has_its_fields_and_same_seed_is_bit_identical(tmp_path, agent):
     assert metrics(tmp_path / "a") != metrics(tmp_path / "c")
     steps = [int(r["step"]) for r in metrics(tmp_path / "a")]
     assert steps == sorted(steps) and steps[-1] == a["total_timesteps"]
+    png = (tmp_path / "a" / "learning_curve.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
 
 
 def test_vmapped_seeds_train_independently(tmp_path):

@@ -1,0 +1,110 @@
+"""Learning curves: `python -m purerl.experiments.plot RUN_DIR [RUN_DIR ...] [--out FILE.png]`.
+
+Each run is one line: the mean episode return over its seeds against environment steps,
+with a 95% confidence band over seeds (normal approximation, mean +- 1.96 standard errors)
+when it has more than one seed. Reads each run's `returns.csv`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import warnings
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+RETURNS_FILE = "returns.csv"
+CURVE_FILE = "learning_curve.png"
+
+
+def write_returns(path: Path, steps: Sequence[int], returns: np.ndarray) -> None:
+    """Writes per-seed returns `[intervals, seeds]` (NaN where no episode ended) in long form."""
+    lines = ["step,seed,episode_return"]
+    for step, row in zip(steps, returns, strict=True):
+        lines += [f"{step},{seed},{value!r}" for seed, value in enumerate(row.tolist())]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def read_returns(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """`(steps[I], returns[I, S])` of a run directory."""
+    path = Path(run_dir) / RETURNS_FILE
+    if not path.is_file():
+        raise ValueError(f"{run_dir} has no {RETURNS_FILE}; is it a purerl run directory?")
+    table: dict[int, dict[int, float]] = defaultdict(dict)
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            table[int(row["step"])][int(row["seed"])] = float(row["episode_return"])
+    steps = np.array(sorted(table))
+    seeds = sorted({s for row in table.values() for s in row})
+    returns = np.array([[table[t].get(s, np.nan) for s in seeds] for t in steps])
+    return steps, returns
+
+
+def _label(run_dir: Path) -> str:
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        return f"{summary['agent']} {summary['env']} ({run_dir.name})"
+    except (OSError, ValueError, KeyError):
+        return run_dir.name
+
+
+def plot(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
+    """Draws the learning curves of `run_dirs` into the PNG `out`; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for run_dir in map(Path, run_dirs):
+        steps, returns = read_returns(run_dir)
+        with warnings.catch_warnings():  # All-NaN intervals (no episode ended yet).
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(returns, axis=1)
+            count = np.sum(np.isfinite(returns), axis=1)
+            sem = np.nanstd(returns, axis=1, ddof=1) / np.sqrt(np.maximum(count, 1))
+        (line,) = ax.plot(steps, mean, label=f"{_label(run_dir)}, {returns.shape[1]} seed(s)")
+        if returns.shape[1] > 1:
+            ax.fill_between(
+                steps,
+                mean - 1.96 * sem,
+                mean + 1.96 * sem,
+                color=line.get_color(),
+                alpha=0.2,
+                linewidth=0,
+            )
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m purerl.experiments.plot",
+        description="Plot learning curves (mean and 95%% band over seeds) of purerl runs.",
+    )
+    parser.add_argument("run_dirs", nargs="+", help="run directories holding returns.csv")
+    parser.add_argument("--out", help=f"PNG to write (default: FIRST_RUN_DIR/{CURVE_FILE})")
+    args = parser.parse_args(argv)
+    try:
+        out = plot(args.run_dirs, args.out or Path(args.run_dirs[0]) / CURVE_FILE)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+from purerl.experiments.plot import read_returns, write_returns
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def fake_run(path, num_seeds, offset=0.0):
+    path.mkdir()
+    steps = [1000, 2000, 3000]
+    returns = np.arange(3 * num_seeds, dtype=float).reshape(3, num_seeds) + offset
+    returns[0, 0] = np.nan  # No episode ended yet for that seed.
+    write_returns(path / "returns.csv", steps, returns)
+    (path / "summary.json").write_text(json.dumps({"agent": "ppo", "env": "CartPole-v1"}))
+    return steps, returns
+
+
+def test_returns_round_trip_with_missing_values(tmp_path):
+    steps, returns = fake_run(tmp_path / "run", num_seeds=3)
+    got_steps, got = read_returns(tmp_path / "run")
+    np.testing.assert_array_equal(got_steps, steps)
+    np.testing.assert_array_equal(got, returns)
+
+
+def test_plot_command_writes_a_png_for_several_runs(tmp_path):
+    fake_run(tmp_path / "a", num_seeds=3)
+    fake_run(tmp_path / "b", num_seeds=1, offset=5.0)
+    out = tmp_path / "curves.png"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "purerl.experiments.plot",
+            str(tmp_path / "a"),
+            str(tmp_path / "b"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = out.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
+    import matplotlib.image
+
+    assert matplotlib.image.imread(out).shape[:2] == (450, 700)
+
+
+def test_plot_of_a_directory_that_is_no_run_is_a_clear_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "purerl.experiments.plot", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "has no returns.csv" in proc.stderr
