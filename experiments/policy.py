@@ -1,0 +1,110 @@
+"""Saved policies: what a run leaves behind for inference in research code.
+
+Every run writes `RUN_DIR/config.json` (the agent's name and both configs) when it starts
+and `RUN_DIR/policy/` (each seed's final agent state, an orbax checkpoint) when it ends.
+`load_policy(RUN_DIR)` turns them back into a jitted `policy(obs, key) -> action`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+CONFIG_FILE = "config.json"
+POLICY_DIR = "policy"
+EVAL_STREAM = 0x5EED  # fold_in tag: evaluation randomness apart from training's.
+_AGENTS = {"ppo": ("purerl.agents.ppo", "PPOConfig"), "dqn": ("purerl.agents.dqn", "DQNConfig")}
+
+
+def eval_key(seed: int) -> jax.Array:
+    """The key of seed `seed`'s evaluation episodes at the end of training."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), EVAL_STREAM)
+
+
+def write_config(run_dir: Path, agent_name: str, run: Any, agent_config: Any) -> None:
+    config = {
+        "agent": agent_name,
+        "run": dataclasses.asdict(run),
+        "agent_config": dataclasses.asdict(agent_config),
+    }
+    (Path(run_dir) / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+
+
+def save_policy(run_dir: Path, agent_states: Any) -> None:
+    """Saves each seed's final agent state (leaves `[seeds, ...]`) under `RUN_DIR/policy`."""
+    import orbax.checkpoint as ocp
+
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save((Path(run_dir) / POLICY_DIR).absolute(), agent_states, force=True)
+    checkpointer.wait_until_finished()
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text())
+        module_name, class_name = _AGENTS[config["agent"]]
+    except FileNotFoundError:
+        raise ValueError(f"{run_dir} has no {CONFIG_FILE}: is it a purerl run directory?") from None
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"{path} is not a purerl run config ({e!r}).") from None
+    config["module"] = importlib.import_module(module_name)
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config["agent_config"].items()}
+    config["agent_config"] = getattr(config["module"], class_name)(**fields)
+    return config
+
+
+def load_agent(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
+    """`(agent, agent_states[seeds, ...], config)` of a finished run."""
+    from purerl import envs
+    from purerl.envs.base import env_spec
+
+    config = _read_config(Path(run_dir))
+    module, agent_config = config["module"], config["agent_config"]
+    agent = (
+        module.make(agent_config, num_updates=1)
+        if config["agent"] == "ppo"
+        else module.make(agent_config)
+    )
+    env, env_params = envs.make(config["run"]["env"])
+    template = agent.init(jax.random.PRNGKey(0), env_spec(env, env_params))
+    num_seeds = int(config["run"]["num_seeds"])
+    template = jax.tree.map(lambda x: jnp.stack([x] * num_seeds), template)
+    path = (Path(run_dir) / POLICY_DIR).absolute()
+    if not path.is_dir():
+        raise ValueError(f"{run_dir} has no saved policy ({path}); did the run finish?")
+    import orbax.checkpoint as ocp
+
+    try:
+        states = ocp.StandardCheckpointer().restore(path, template)
+    except Exception as e:
+        raise ValueError(f"Cannot read the saved policy in {path}: {e}") from e
+    config.update(env=env, env_params=env_params)
+    return agent, states, config
+
+
+def load_policy(run_dir: str | Path, seed_index: int = 0) -> Callable[[Any, jax.Array], Any]:
+    """A trained run's deterministic policy as a jitted `policy(obs[B, ...], key) -> action[B]`.
+
+    Args:
+      run_dir: the run directory (it holds `config.json` and `policy/`).
+      seed_index: which of the run's seeds (0 for its first, `--seed`).
+    """
+    agent, states, config = load_agent(run_dir)
+    num_seeds = int(config["run"]["num_seeds"])
+    if not 0 <= seed_index < num_seeds:
+        raise ValueError(f"seed_index {seed_index} is out of range: the run has {num_seeds}.")
+    state = jax.tree.map(lambda x: x[seed_index], states)
+
+    @jax.jit
+    def policy(obs: Any, key: jax.Array) -> Any:
+        return agent.act(state, obs, key, deterministic=True)[0]
+
+    return policy

@@ -1,0 +1,87 @@
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import purerl
+import pytest
+from purerl import envs
+from purerl.agents.ppo import PPOConfig
+from purerl.experiments import ppo
+from purerl.experiments.common import RunConfig
+from purerl.experiments.evaluate import evaluate
+from purerl.experiments.policy import POLICY_DIR, eval_key
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("runs") / "ppo"
+    run = RunConfig(
+        total_timesteps=40_000,
+        num_logs=2,
+        seed=3,
+        num_seeds=2,
+        eval_episodes=4,
+        run_dir=str(path),
+        quiet=True,
+        num_devices=1,
+    )
+    ppo.run(run, PPOConfig(num_envs=8, num_steps=32))
+    return path
+
+
+def test_evaluate_runs_each_episode_to_its_end():
+    env, params = envs.make("tests.envs.my_jax_env:Corridor")  # Length 5, 20 steps at most.
+    right = jax.jit(
+        lambda k: evaluate(lambda o, _: jnp.ones(o.shape[0], jnp.int32), env, params, k, 3)
+    )
+    returns, finished = right(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(returns, [1.0, 1.0, 1.0])
+    assert bool(finished.all())
+    left = lambda o, _: jnp.zeros(o.shape[0], jnp.int32)  # noqa: E731
+    returns, finished = evaluate(left, env, params, jax.random.PRNGKey(0), 2)
+    np.testing.assert_array_equal(returns, [0.0, 0.0])  # Truncated after 20 steps.
+    returns, finished = evaluate(left, env, params, jax.random.PRNGKey(0), 2, max_steps=5)
+    assert not bool(finished.any())
+
+
+def test_load_policy_reproduces_the_runs_evaluation(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    env, params = envs.make("CartPole-v1")
+    for index, seed in enumerate([3, 4]):
+        policy = purerl.load_policy(run_dir, seed_index=index)
+        returns, _ = jax.jit(lambda k, p=policy: evaluate(p, env, params, k, 4))(eval_key(seed))
+        assert float(np.mean(returns)) == summary["eval_return"][index]
+    action = policy(jnp.zeros((5, 4)), jax.random.PRNGKey(0))
+    assert action.shape == (5,) and action.dtype == jnp.int32
+
+
+def test_enjoy_reports_episode_returns(run_dir):
+    out = subprocess.run(
+        [sys.executable, "-m", "purerl.experiments.enjoy", str(run_dir), "--episodes", "3"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "ppo on CartPole-v1" in out.stdout and "over 3 episodes" in out.stdout
+
+
+def test_a_corrupt_policy_is_refused_with_its_path(run_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    for f in (broken / POLICY_DIR).rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="Cannot read the saved policy in .*broken"):
+        purerl.load_policy(broken)
+
+
+def test_not_a_run_directory_or_seed_is_a_clear_error(run_dir, tmp_path):
+    with pytest.raises(ValueError, match="has no config.json"):
+        purerl.load_policy(tmp_path)
+    with pytest.raises(ValueError, match="seed_index 5 is out of range: the run has 2"):
+        purerl.load_policy(run_dir, seed_index=5)
