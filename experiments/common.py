@@ -40,6 +40,8 @@ class RunConfig:
       num_logs: logging intervals; the host sees the device once per interval.
       run_dir: where the summary and metrics go (default: runs/AGENT_ENV_TIME).
       quiet: print only the summary.
+      plot: also draw RUN_DIR/learning_curve.png at the end (matplotlib: about 0.7 s);
+        `python -m purerl.experiments.plot RUN_DIR` draws it any time.
       eval_episodes: greedy/deterministic evaluation episodes per seed at the end, on
         fresh environment instances (0: none; its compile costs about a second).
     """
@@ -52,6 +54,7 @@ class RunConfig:
     num_logs: int = 20
     run_dir: str | None = None
     quiet: bool = False
+    plot: bool = False
     eval_episodes: int = 0
 
     def __post_init__(self) -> None:
@@ -202,10 +205,11 @@ def train(
         "agent_config": dataclasses.asdict(agent_config),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    try:
-        plot([run_dir], run_dir / CURVE_FILE)
-    except Exception as e:  # A plotting problem must not fail a finished run.
-        print(f"warning: could not draw {run_dir / CURVE_FILE}: {e}", file=sys.stderr)
+    if run.plot:
+        try:
+            plot([run_dir], run_dir / CURVE_FILE)
+        except Exception as e:  # A plotting problem must not fail a finished run.
+            print(f"warning: could not draw {run_dir / CURVE_FILE}: {e}", file=sys.stderr)
     say(
         f"done: final return {summary['final_return_mean']:.2f} "
         f"(per seed {', '.join(f'{x:.1f}' for x in final)}), "

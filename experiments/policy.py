@@ -1,7 +1,7 @@
 """Saved policies: what a run leaves behind for inference in research code.
 
 Every run writes `RUN_DIR/config.json` (the agent's name and both configs) when it starts
-and `RUN_DIR/policy/` (each seed's final agent state, an orbax checkpoint) when it ends.
+and `RUN_DIR/policy.msgpack` (each seed's final agent state, Flax-serialised) when it ends.
 `load_policy(RUN_DIR)` turns them back into a jitted `policy(obs, key) -> action`.
 """
 
@@ -14,11 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 
 CONFIG_FILE = "config.json"
-POLICY_DIR = "policy"
+POLICY_FILE = "policy.msgpack"
 EVAL_STREAM = 0x5EED  # fold_in tag: evaluation randomness apart from training's.
 _AGENTS = {"ppo": ("purerl.agents.ppo", "PPOConfig"), "dqn": ("purerl.agents.dqn", "DQNConfig")}
 
@@ -38,12 +39,12 @@ def write_config(run_dir: Path, agent_name: str, run: Any, agent_config: Any) ->
 
 
 def save_policy(run_dir: Path, agent_states: Any) -> None:
-    """Saves each seed's final agent state (leaves `[seeds, ...]`) under `RUN_DIR/policy`."""
-    import orbax.checkpoint as ocp
-
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save((Path(run_dir) / POLICY_DIR).absolute(), agent_states, force=True)
-    checkpointer.wait_until_finished()
+    """Saves each seed's final agent state (leaves `[seeds, ...]`) to `RUN_DIR/policy.msgpack`,
+    atomically (written beside, then renamed)."""
+    path = Path(run_dir) / POLICY_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(flax.serialization.to_bytes(jax.device_get(agent_states)))
+    tmp.replace(path)
 
 
 def _read_config(run_dir: Path) -> dict[str, Any]:
@@ -77,24 +78,29 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     template = agent.init(jax.random.PRNGKey(0), env_spec(env, env_params))
     num_seeds = int(config["run"]["num_seeds"])
     template = jax.tree.map(lambda x: jnp.stack([x] * num_seeds), template)
-    path = (Path(run_dir) / POLICY_DIR).absolute()
-    if not path.is_dir():
+    path = Path(run_dir) / POLICY_FILE
+    if not path.is_file():
         raise ValueError(f"{run_dir} has no saved policy ({path}); did the run finish?")
-    import orbax.checkpoint as ocp
-
     try:
-        states = ocp.StandardCheckpointer().restore(path, template)
+        states = flax.serialization.from_bytes(template, path.read_bytes())
+        _check_like(states, template)
     except Exception as e:
-        raise ValueError(f"Cannot read the saved policy in {path}: {e}") from e
+        raise ValueError(f"Cannot read the saved policy {path}: {e}") from e
     config.update(env=env, env_params=env_params)
     return agent, states, config
+
+
+def _check_like(states: Any, template: Any) -> None:
+    for got, want in zip(jax.tree.leaves(states), jax.tree.leaves(template), strict=True):
+        if jnp.shape(got) != jnp.shape(want):
+            raise ValueError(f"an array of shape {jnp.shape(got)} where {jnp.shape(want)} belongs")
 
 
 def load_policy(run_dir: str | Path, seed_index: int = 0) -> Callable[[Any, jax.Array], Any]:
     """A trained run's deterministic policy as a jitted `policy(obs[B, ...], key) -> action[B]`.
 
     Args:
-      run_dir: the run directory (it holds `config.json` and `policy/`).
+      run_dir: the run directory (it holds `config.json` and `policy.msgpack`).
       seed_index: which of the run's seeds (0 for its first, `--seed`).
     """
     agent, states, config = load_agent(run_dir)

@@ -12,7 +12,7 @@ from purerl.agents.ppo import PPOConfig
 from purerl.experiments import ppo
 from purerl.experiments.common import RunConfig
 from purerl.experiments.evaluate import evaluate
-from purerl.experiments.policy import POLICY_DIR, eval_key
+from purerl.experiments.policy import POLICY_FILE, eval_key
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +73,12 @@ def test_a_corrupt_policy_is_refused_with_its_path(run_dir, tmp_path):
 
     broken = tmp_path / "broken"
     shutil.copytree(run_dir, broken)
-    for f in (broken / POLICY_DIR).rglob("*"):
-        if f.is_file() and f.stat().st_size > 0:
-            f.write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="Cannot read the saved policy in .*broken"):
+    policy = broken / POLICY_FILE
+    policy.write_bytes(policy.read_bytes()[: policy.stat().st_size // 2])  # Truncated.
+    with pytest.raises(ValueError, match="Cannot read the saved policy .*broken"):
+        purerl.load_policy(broken)
+    policy.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="Cannot read the saved policy .*broken"):
         purerl.load_policy(broken)
 
 
