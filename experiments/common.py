@@ -8,7 +8,9 @@ import json
 import math
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +21,7 @@ import numpy as np
 from purerl.agents.base import Agent
 from purerl.envs.base import Environment, EnvParams
 from purerl.experiments import anakin
+from purerl.experiments.checkpoint import Checkpoints, decode_history, encode_history
 from purerl.experiments.evaluate import evaluate
 from purerl.experiments.plot import CURVE_FILE, RETURNS_FILE, plot, write_returns
 from purerl.experiments.policy import eval_key, save_policy, write_config
@@ -44,6 +47,12 @@ class RunConfig:
         `python -m purerl.experiments.plot RUN_DIR` draws it any time.
       eval_episodes: greedy/deterministic evaluation episodes per seed at the end, on
         fresh environment instances (0: none; its compile costs about a second).
+      checkpoint_every: save the whole training state every this many env steps (per
+        seed), at the end of the logging interval that crosses it, and at the end;
+        default a tenth of the run; 0: never. Ctrl-C also saves one, then stops.
+      keep_checkpoints: how many of the newest checkpoints to keep.
+      resume: a run directory to continue from its newest checkpoint, with the configs it
+        was started with (the other flags are not used).
     """
 
     env: str = "CartPole-v1"
@@ -56,8 +65,15 @@ class RunConfig:
     quiet: bool = False
     plot: bool = False
     eval_episodes: int = 0
+    checkpoint_every: int | None = None
+    keep_checkpoints: int = 3
+    resume: str | None = None
 
     def __post_init__(self) -> None:
+        if self.checkpoint_every is not None and self.checkpoint_every < 0:
+            raise ValueError(f"--checkpoint-every must be 0 or more; got {self.checkpoint_every}.")
+        if self.keep_checkpoints < 1:
+            raise ValueError(f"--keep-checkpoints must be positive; got {self.keep_checkpoints}.")
         if self.eval_episodes < 0:
             raise ValueError(f"--eval-episodes must be 0 or more; got {self.eval_episodes}.")
         for name in ("total_timesteps", "num_seeds", "num_logs"):
@@ -130,15 +146,22 @@ def train(
     loop = anakin.make_loop(
         agent, env, env_params, update, num_envs, the_plan.updates_per_interval, mesh, buffer
     )
-    run_dir = Path(run.run_dir) if run.run_dir else default_run_dir(agent_name, run.env)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_config(run_dir, agent_name, run, agent_config)
+    if run.resume:
+        run_dir = Path(run.resume)
+    else:
+        run_dir = Path(run.run_dir) if run.run_dir else default_run_dir(agent_name, run.env)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, agent_name, run, agent_config)
     say = (lambda *a: None) if run.quiet else (lambda *a: print(*a, flush=True))
     device = mesh.devices.flat[0]
     say(
         f"purerl {agent_name} on {run.env}: {the_plan.total_steps:,} steps x {run.num_seeds} "
         f"seed(s), {num_devices} {device.platform} device(s), run dir {run_dir}"
     )
+    every = run.checkpoint_every
+    if every is None:
+        every = max(1, the_plan.total_steps // 10)
+    checkpoints = Checkpoints(run_dir, run.keep_checkpoints) if every or run.resume else None
 
     t0 = time.perf_counter()
     # Finish init before compiling the step: overlapping the two once left the process
@@ -148,29 +171,59 @@ def train(
     compile_seconds = time.perf_counter() - t0
 
     history: list[dict[str, np.ndarray]] = []
-    rows = []
-    seed_returns: list[np.ndarray] = []
+    rows: list[dict[str, float]] = []
     train_seconds = 0.0
-    for interval in range(the_plan.num_intervals):
-        t = time.perf_counter()
-        runner, metrics = step(runner)
-        # Blocking here also keeps un-awaited collectives from piling up (DESIGN.md).
-        metrics = jax.device_get(metrics)
-        train_seconds += time.perf_counter() - t
-        metrics = {k: np.asarray(v)[0] for k, v in metrics.items()}  # [U, S]
-        history.append(metrics)
-        steps = (interval + 1) * the_plan.updates_per_interval * the_plan.steps_per_update
-        row = _interval_row(metrics, steps, steps * run.num_seeds / train_seconds)
-        rows.append(row)
-        # Rewritten each interval, so they can be read (and plotted) mid-run.
-        _write_csv(run_dir / "metrics.csv", rows)
-        seed_returns.append(_seed_returns(metrics))
-        write_returns(run_dir / RETURNS_FILE, [r["step"] for r in rows], np.stack(seed_returns))
-        _check_finite(metrics, agent_name, interval, run_dir)
-        say(
-            f"  {steps:>11,} / {the_plan.total_steps:,} steps | "
-            f"{row['steps_per_second']:>9,.0f} steps/s | return {row['episode_return']:8.2f}"
-        )
+    start = 0
+    if run.resume:
+        runner, host = checkpoints.restore_latest(runner)
+        start, train_seconds = host["interval"] + 1, host["train_seconds"]
+        history, rows = decode_history(host["history"]), host["rows"]
+        say(f"  resumed from the checkpoint after {int(rows[-1]['step']):,} steps")
+    seed_returns = [_seed_returns(h) for h in history]
+    stop = _StopRequest()
+    try:
+        for interval in range(start, the_plan.num_intervals):
+            t = time.perf_counter()
+            runner, metrics = step(runner)
+            # Blocking here also keeps un-awaited collectives from piling up (DESIGN.md).
+            metrics = jax.device_get(metrics)
+            train_seconds += time.perf_counter() - t
+            metrics = {k: np.asarray(v)[0] for k, v in metrics.items()}  # [U, S]
+            history.append(metrics)
+            steps = (interval + 1) * the_plan.updates_per_interval * the_plan.steps_per_update
+            row = _interval_row(metrics, steps, steps * run.num_seeds / train_seconds)
+            rows.append(row)
+            # Rewritten each interval, so they can be read (and plotted) mid-run.
+            _write_csv(run_dir / "metrics.csv", rows)
+            seed_returns.append(_seed_returns(metrics))
+            write_returns(run_dir / RETURNS_FILE, [r["step"] for r in rows], np.stack(seed_returns))
+            _check_finite(metrics, agent_name, interval, run_dir)
+            say(
+                f"  {steps:>11,} / {the_plan.total_steps:,} steps | "
+                f"{row['steps_per_second']:>9,.0f} steps/s | return {row['episode_return']:8.2f}"
+            )
+            last = interval == the_plan.num_intervals - 1
+            previous = steps - the_plan.updates_per_interval * the_plan.steps_per_update
+            if checkpoints and (last or stop.requested or steps // every > previous // every):
+                host = {
+                    "interval": interval,
+                    "train_seconds": train_seconds,
+                    "history": encode_history(history),
+                    "rows": rows,
+                }
+                checkpoints.save(interval, runner, host)
+            if stop.requested:
+                if checkpoints:
+                    checkpoints.close()
+                raise KeyboardInterrupt(
+                    f"Stopped after {steps:,} steps; continue with --resume {run_dir}"
+                    if checkpoints
+                    else f"Stopped after {steps:,} steps (checkpoints were off)."
+                )
+    finally:
+        stop.restore()
+    if checkpoints:
+        checkpoints.close()
 
     final_states = jax.tree.map(lambda x: x[0], runner.agent_state)  # Device 0: [S, ...].
     eval_returns = _evaluate(agent, env, env_params, final_states, run)
@@ -210,14 +263,39 @@ def train(
             plot([run_dir], run_dir / CURVE_FILE)
         except Exception as e:  # A plotting problem must not fail a finished run.
             print(f"warning: could not draw {run_dir / CURVE_FILE}: {e}", file=sys.stderr)
+    evaluated = f"eval return {summary['eval_return_mean']:.2f}, " if run.eval_episodes else ""
     say(
         f"done: final return {summary['final_return_mean']:.2f} "
-        f"(per seed {', '.join(f'{x:.1f}' for x in final)}), "
-        f"eval return {summary['eval_return_mean']:.2f}, "
+        f"(per seed {', '.join(f'{x:.1f}' for x in final)}), {evaluated}"
         f"{summary['steps_per_second']:,.0f} steps/s, compile {compile_seconds:.1f}s, "
         f"train {train_seconds:.1f}s -> {run_dir / 'summary.json'}"
     )
     return summary
+
+
+class _StopRequest:
+    """Turns Ctrl-C into a request honoured at the end of the logging interval, so the
+    run can save a checkpoint first. (Only in the main thread, where signals arrive.)"""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # A second Ctrl-C: stop now.
+            raise KeyboardInterrupt
+        self.requested = True
+        print(
+            "\nstopping at the end of this logging interval (Ctrl-C again to abort)...",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _evaluate(
@@ -294,11 +372,28 @@ def cli_main(fn: Callable[[], Any]) -> None:
     """Runs a script's main, turning configuration errors into a one-line message."""
     try:
         fn()
+    except KeyboardInterrupt as e:
+        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
+        sys.exit(130)
     except (ValueError, TypeError, FloatingPointError) as e:
         if os.environ.get("PURERL_TRACEBACK"):
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def resume_configs(run_dir: str, agent_name: str) -> tuple[RunConfig, Any]:
+    """The run and agent configs a run directory was started with, set to resume it."""
+    from purerl.experiments.policy import _read_config
+
+    saved = _read_config(Path(run_dir))
+    if saved["agent"] != agent_name:
+        raise ValueError(
+            f"{run_dir} is a {saved['agent']} run; resume it with "
+            f"python -m purerl.experiments.{saved['agent']} --resume {run_dir}"
+        )
+    run = RunConfig(**{**saved["run"], "resume": str(run_dir), "run_dir": str(run_dir)})
+    return run, saved["agent_config"]
 
 
 def parse(cls: type, argv: list[str] | None = None) -> Any:

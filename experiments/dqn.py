@@ -7,7 +7,7 @@ from typing import Any
 
 from purerl.agents import dqn
 from purerl.experiments import anakin
-from purerl.experiments.common import Plan, RunConfig, cli_main, parse, train
+from purerl.experiments.common import Plan, RunConfig, cli_main, parse, resume_configs, train
 from purerl.replay import make_uniform
 
 
@@ -59,6 +59,8 @@ def run(run: RunConfig, config: dqn.DQNConfig) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(DQNExperiment, argv)
+    if args.run.resume:
+        return run(*resume_configs(args.run.resume, "dqn"))
     return run(args.run, args.agent)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from purerl.agents import ppo
 from purerl.experiments import anakin
-from purerl.experiments.common import Plan, RunConfig, cli_main, parse, train
+from purerl.experiments.common import Plan, RunConfig, cli_main, parse, resume_configs, train
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -51,6 +51,8 @@ def run(run: RunConfig, config: ppo.PPOConfig) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(PPOExperiment, argv)
+    if args.run.resume:
+        return run(*resume_configs(args.run.resume, "ppo"))
     return run(args.run, args.agent)
 
 

@@ -1,0 +1,77 @@
+"""Checkpoints of a whole device-loop run (orbax-checkpoint), for resuming exactly.
+
+A checkpoint holds the loop's entire device state (agent and optimiser states, replay
+shards, env states, observations, RNG keys) and the host's position: the interval reached,
+the per-update metrics so far and the rows of `metrics.csv`. Orbax writes each one to a
+temporary folder and renames it when complete, so a run killed mid-write leaves the last
+complete checkpoint readable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def encode_history(history: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+    """Per-interval metric arrays as JSON, keeping dtypes so they come back bit-identical."""
+    return [
+        {k: {"dtype": str(v.dtype), "value": v.tolist()} for k, v in h.items()} for h in history
+    ]
+
+
+def decode_history(encoded: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
+    return [{k: np.asarray(v["value"], dtype=v["dtype"]) for k, v in h.items()} for h in encoded]
+
+
+class Checkpoints:
+    """The checkpoints of one run directory, the last `keep` of them kept."""
+
+    def __init__(self, run_dir: Path, keep: int):
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        self.directory = (Path(run_dir) / CHECKPOINT_DIR).absolute()
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        )
+
+    def save(self, interval: int, runner: Any, host: dict[str, Any]) -> None:
+        """Saves after logging interval `interval` (0-based); writes in the background."""
+        ocp = self._ocp
+        self.manager.save(
+            interval,
+            args=ocp.args.Composite(
+                runner=ocp.args.StandardSave(runner), host=ocp.args.JsonSave(host)
+            ),
+        )
+
+    def restore_latest(self, target: Any) -> tuple[Any, dict[str, Any]]:
+        """The newest checkpoint's `(runner, host)`; `target` gives structure and sharding."""
+        ocp = self._ocp
+        step = self.manager.latest_step()
+        if step is None:
+            raise ValueError(f"No checkpoint to resume from in {self.directory}.")
+        try:
+            restored = self.manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    runner=ocp.args.StandardRestore(target), host=ocp.args.JsonRestore()
+                ),
+            )
+        except Exception as e:
+            raise ValueError(
+                f"The checkpoint {self.directory / str(step)} is corrupt or does not match "
+                f"this run's config ({type(e).__name__}: {e}). Delete it to resume from an "
+                "earlier one, or start a new run."
+            ) from e
+        return restored["runner"], restored["host"]
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

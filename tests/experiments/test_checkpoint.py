@@ -1,0 +1,150 @@
+"""Kill a run (SIGKILL or Ctrl-C) after its first checkpoint, resume it, and compare it with
+a run that was never interrupted: parameters and metrics must be bit-identical."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ARGS = {
+    "ppo": ["--total-timesteps", "300000", "--num-logs", "30", "--checkpoint-every", "20000"],
+    "dqn": [
+        "--total-timesteps",
+        "90000",
+        "--num-logs",
+        "30",
+        "--checkpoint-every",
+        "6000",
+        "--learning-starts",
+        "1000",
+        "--buffer-size",
+        "5000",
+    ],
+}
+ENV = {**os.environ, "XLA_FLAGS": ""}
+
+
+def command(agent, run_dir, *extra):
+    return [
+        sys.executable,
+        "-m",
+        f"purerl.experiments.{agent}",
+        "--run-dir",
+        str(run_dir),
+        "--quiet",
+        *ARGS[agent],
+        *extra,
+    ]
+
+
+def interrupt_after_first_checkpoint(cmd, run_dir, sig):
+    proc = subprocess.Popen(cmd, env=ENV, stderr=subprocess.PIPE, text=True)
+    checkpoints = run_dir / "checkpoints"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir()):
+            break
+        assert proc.poll() is None, f"ended before its first checkpoint: {proc.stderr.read()}"
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=180)
+    return proc.returncode, err
+
+
+def metrics_without_timing(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        del row["steps_per_second"]
+    return rows
+
+
+def resume(agent, run_dir):
+    out = subprocess.run(
+        [sys.executable, "-m", f"purerl.experiments.{agent}", "--resume", str(run_dir), "--quiet"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def assert_same_run(a, b):
+    assert (a / "policy.msgpack").read_bytes() == (b / "policy.msgpack").read_bytes()
+    assert metrics_without_timing(a) == metrics_without_timing(b)
+    sa = json.loads((a / "summary.json").read_text())
+    sb = json.loads((b / "summary.json").read_text())
+    assert sa["final_return"] == sb["final_return"]
+    assert sa["total_timesteps"] == sb["total_timesteps"]
+
+
+@pytest.mark.parametrize("agent", ["ppo", "dqn"])
+def test_sigkill_then_resume_is_bit_identical(tmp_path, agent):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(command(agent, whole), env=ENV, check=True, timeout=300)
+    code, _ = interrupt_after_first_checkpoint(command(agent, killed), killed, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert not (killed / "summary.json").exists()  # It really stopped mid-run.
+    resume(agent, killed)
+    assert_same_run(whole, killed)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path):
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    subprocess.run(command("ppo", whole), env=ENV, check=True, timeout=300)
+    code, err = interrupt_after_first_checkpoint(command("ppo", stopped), stopped, signal.SIGINT)
+    assert code == 130, err
+    assert f"--resume {stopped}" in err
+    assert not (stopped / "summary.json").exists()
+    resume("ppo", stopped)
+    assert_same_run(whole, stopped)
+
+
+def test_a_corrupt_checkpoint_is_refused_naming_it(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "purerl.experiments.ppo",
+        "--run-dir",
+        str(run_dir),
+        "--quiet",
+        "--total-timesteps",
+        "20000",
+        "--num-logs",
+        "2",
+    ]
+    subprocess.run(cmd, env=ENV, check=True, timeout=300)
+    latest = max(
+        (p for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()),
+        key=lambda p: int(p.name),
+    )
+    for f in latest.rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"\x00garbage")
+    out = subprocess.run(
+        [sys.executable, "-m", "purerl.experiments.ppo", "--resume", str(run_dir), "--quiet"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2
+    assert f"checkpoint {latest}" in out.stderr and "corrupt" in out.stderr
+
+
+def test_resume_needs_a_run_with_checkpoints(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "purerl.experiments.dqn", "--resume", str(tmp_path), "--quiet"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2 and "has no config.json" in out.stderr
