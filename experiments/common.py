@@ -27,6 +27,8 @@ from purerl.experiments.plot import CURVE_FILE, RETURNS_FILE, plot, write_return
 from purerl.experiments.policy import eval_key, save_policy, write_config
 from purerl.replay.uniform import Buffer
 
+DEFAULT_CHECKPOINT_SECONDS = 60.0
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RunConfig:
@@ -49,7 +51,8 @@ class RunConfig:
         fresh environment instances (0: none; its compile costs about a second).
       checkpoint_every: save the whole training state every this many env steps (per
         seed), at the end of the logging interval that crosses it, and at the end;
-        default a tenth of the run; 0: never. Ctrl-C also saves one, then stops.
+        default a tenth of the run but at most once a minute; 0: never. Ctrl-C also
+        saves one, then stops.
       keep_checkpoints: how many of the newest checkpoints to keep.
       resume: a run directory to continue from its newest checkpoint, with the configs it
         was started with (the other flags are not used).
@@ -181,6 +184,7 @@ def train(
         say(f"  resumed from the checkpoint after {int(rows[-1]['step']):,} steps")
     seed_returns = [_seed_returns(h) for h in history]
     stop = _StopRequest()
+    last_save = time.perf_counter()
     try:
         for interval in range(start, the_plan.num_intervals):
             t = time.perf_counter()
@@ -204,7 +208,11 @@ def train(
             )
             last = interval == the_plan.num_intervals - 1
             previous = steps - the_plan.updates_per_interval * the_plan.steps_per_update
-            if checkpoints and (last or stop.requested or steps // every > previous // every):
+            periodic = steps // every > previous // every
+            if run.checkpoint_every is None:  # The default: no more than once a minute.
+                periodic &= time.perf_counter() - last_save >= DEFAULT_CHECKPOINT_SECONDS
+            if checkpoints and (last or stop.requested or periodic):
+                last_save = time.perf_counter()
                 host = {
                     "interval": interval,
                     "train_seconds": train_seconds,
