@@ -208,7 +208,7 @@ def train(
             )
             last = interval == the_plan.num_intervals - 1
             previous = steps - the_plan.updates_per_interval * the_plan.steps_per_update
-            periodic = steps // every > previous // every
+            periodic = bool(every) and steps // every > previous // every
             if run.checkpoint_every is None:  # The default: no more than once a minute.
                 periodic &= time.perf_counter() - last_save >= DEFAULT_CHECKPOINT_SECONDS
             if checkpoints and (last or stop.requested or periodic):

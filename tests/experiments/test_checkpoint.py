@@ -148,3 +148,26 @@ def test_resume_needs_a_run_with_checkpoints(tmp_path):
         timeout=300,
     )
     assert out.returncode == 2 and "has no config.json" in out.stderr
+
+
+def test_checkpoints_can_be_turned_off(tmp_path):
+    run_dir = tmp_path / "off"
+    cmd = [
+        sys.executable,
+        "-m",
+        "purerl.experiments.dqn",
+        "--run-dir",
+        str(run_dir),
+        "--quiet",
+        "--total-timesteps",
+        "4000",
+        "--num-logs",
+        "2",
+        "--learning-starts",
+        "500",
+        "--checkpoint-every",
+        "0",
+    ]
+    out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (run_dir / "summary.json").exists() and not (run_dir / "checkpoints").exists()
