@@ -131,13 +131,11 @@ def main(argv: list[str] | None = None) -> None:
                 "--total-timesteps",
                 str(bench.total_timesteps),
                 "--quiet",
-                "--run-dir",
-                f"{tmp}/process",
                 *shlex.split(bench.extra),
             ]
             ours, theirs = [], []
-            for _ in range(bench.process_runs):
-                ours.append(_time(cmd))
+            for i in range(bench.process_runs):  # A fresh run directory for each.
+                ours.append(_time([*cmd, "--run-dir", f"{tmp}/process{i}"]))
                 if bench.baseline_cmd:
                     theirs.append(_time(bench.baseline_cmd))
             print(

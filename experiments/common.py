@@ -24,7 +24,7 @@ from purerl.experiments import anakin
 from purerl.experiments.checkpoint import Checkpoints, decode_history, encode_history
 from purerl.experiments.evaluate import evaluate
 from purerl.experiments.plot import CURVE_FILE, RETURNS_FILE, plot, write_returns
-from purerl.experiments.policy import eval_key, save_policy, write_config
+from purerl.experiments.policy import CONFIG_FILE, eval_key, save_policy, write_config
 from purerl.replay.uniform import Buffer
 
 DEFAULT_CHECKPOINT_SECONDS = 60.0
@@ -153,6 +153,11 @@ def train(
         run_dir = Path(run.resume)
     else:
         run_dir = Path(run.run_dir) if run.run_dir else default_run_dir(agent_name, run.env)
+        if (run_dir / CONFIG_FILE).exists():
+            raise ValueError(
+                f"{run_dir} already holds a run. Continue it with --resume {run_dir}, or "
+                "choose another --run-dir."
+            )
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, agent_name, run, agent_config)
     say = (lambda *a: None) if run.quiet else (lambda *a: print(*a, flush=True))
@@ -167,8 +172,7 @@ def train(
     checkpoints = Checkpoints(run_dir, run.keep_checkpoints) if every or run.resume else None
 
     t0 = time.perf_counter()
-    # Finish init before compiling the step: overlapping the two once left the process
-    # idle in block_until_ready on a 2-core machine.
+    # Init finishes before the step compiles, so the two never compete for the 2 cores.
     runner = jax.block_until_ready(loop.init(anakin.seed_keys(run.seed, run.num_seeds)))
     step = loop.step.lower(runner).compile()
     compile_seconds = time.perf_counter() - t0

@@ -216,3 +216,11 @@ def test_many_seeds_initialise_without_hanging(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert len(json.loads((tmp_path / "s" / "summary.json").read_text())["final_return"]) == 8
+
+
+def test_a_run_directory_is_never_overwritten(tmp_path):
+    small_run(tmp_path, "taken")
+    before = (tmp_path / "taken" / "policy.msgpack").read_bytes()
+    with pytest.raises(ValueError, match="already holds a run.*--resume"):
+        small_run(tmp_path, "taken", seed=7)
+    assert (tmp_path / "taken" / "policy.msgpack").read_bytes() == before
