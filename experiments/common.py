@@ -56,6 +56,8 @@ class RunConfig:
       keep_checkpoints: how many of the newest checkpoints to keep.
       resume: a run directory to continue from its newest checkpoint, with the configs it
         was started with (the other flags are not used).
+      config: a YAML file of option values by flag name; flags given on the command line
+        override it. The resolved configs are saved in RUN_DIR/config.json.
     """
 
     env: str = "CartPole-v1"
@@ -71,6 +73,7 @@ class RunConfig:
     checkpoint_every: int | None = None
     keep_checkpoints: int = 3
     resume: str | None = None
+    config: str | None = None
 
     def __post_init__(self) -> None:
         if self.checkpoint_every is not None and self.checkpoint_every < 0:
@@ -409,7 +412,49 @@ def resume_configs(run_dir: str, agent_name: str) -> tuple[RunConfig, Any]:
 
 
 def parse(cls: type, argv: list[str] | None = None) -> Any:
-    """Parses a flat CLI (`--env`, `--num-envs`, `--learning-rate`, ...) into `cls`."""
+    """Parses a flat CLI (`--env`, `--num-envs`, `--learning-rate`, ...) into `cls`, an
+    experiment dataclass with `run` and `agent` fields. `--config FILE.yaml` gives defaults
+    by flag name (`num_envs: 16` or `num-envs: 16`); flags on the command line override it."""
     import tyro
 
-    return tyro.cli(cls, args=argv, config=(tyro.conf.OmitArgPrefixes,))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    default = None
+    path = _config_path(argv)
+    if path is not None:
+        default = _from_yaml(cls, path)
+    return tyro.cli(cls, args=argv, default=default, config=(tyro.conf.OmitArgPrefixes,))
+
+
+def _config_path(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _from_yaml(cls: type, path: str) -> Any:
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as e:
+        raise ValueError(f"Cannot read --config {path}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"--config {path} is not valid YAML: {e}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"--config {path} must map flag names to values.")
+    parts = {f.name: f.default for f in dataclasses.fields(cls)}  # run, agent
+    fields = {name: {f.name for f in dataclasses.fields(part)} for name, part in parts.items()}
+    chosen: dict[str, dict[str, Any]] = {name: {} for name in parts}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        owner = next((part for part, names in fields.items() if name in names), None)
+        if owner is None:
+            known = sorted(n for names in fields.values() for n in names)
+            raise ValueError(f"--config {path}: unknown option {key!r}; options are {known}.")
+        if isinstance(value, list):
+            value = tuple(value)
+        chosen[owner][name] = value
+    return cls(**{name: dataclasses.replace(parts[name], **chosen[name]) for name in parts})

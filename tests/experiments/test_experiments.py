@@ -224,3 +224,45 @@ def test_a_run_directory_is_never_overwritten(tmp_path):
     with pytest.raises(ValueError, match="already holds a run.*--resume"):
         small_run(tmp_path, "taken", seed=7)
     assert (tmp_path / "taken" / "policy.msgpack").read_bytes() == before
+
+
+def test_yaml_config_then_command_line_flags_override_it(tmp_path):
+    from purerl.experiments.common import parse
+    from purerl.experiments.ppo import PPOExperiment
+
+    path = tmp_path / "c.yaml"
+    path.write_text("env: Acrobot-v1\nnum-envs: 16\nlearning_rate: 0.001\nhidden_sizes: [32, 32]\n")
+    args = parse(PPOExperiment, ["--config", str(path), "--learning-rate", "0.002"])
+    assert args.run.env == "Acrobot-v1" and args.agent.num_envs == 16
+    assert args.agent.learning_rate == 0.002  # The flag wins over the file.
+    assert args.agent.hidden_sizes == (32, 32)
+    assert args.agent.num_steps == PPOConfig().num_steps  # Untouched: the default.
+    path.write_text("num_envz: 3\n")
+    with pytest.raises(ValueError, match="unknown option 'num_envz'"):
+        parse(PPOExperiment, ["--config", str(path)])
+
+
+def test_the_resolved_config_is_saved_with_the_run(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("num_minibatches: 4\nupdate_epochs: 1\n")
+    run_dir = tmp_path / "run"
+    ppo.main(
+        [
+            "--config",
+            str(path),
+            "--update-epochs",
+            "2",
+            "--total-timesteps",
+            "4096",
+            "--run-dir",
+            str(run_dir),
+            "--quiet",
+            "--num-devices",
+            "1",
+        ]
+    )
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["agent"] == "ppo"
+    assert saved["agent_config"]["update_epochs"] == 2
+    assert saved["agent_config"]["num_minibatches"] == 4
+    assert saved["run"]["config"] == str(path)
