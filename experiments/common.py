@@ -397,17 +397,33 @@ def cli_main(fn: Callable[[], Any]) -> None:
         sys.exit(2)
 
 
-def resume_configs(run_dir: str, agent_name: str) -> tuple[RunConfig, Any]:
-    """The run and agent configs a run directory was started with, set to resume it."""
+def resume_configs(args: Any, agent_name: str) -> tuple[RunConfig, Any]:
+    """The run and agent configs `args.run.resume` was started with, set to resume it.
+    Other flags given with --resume are named in a warning, since they are not used."""
     from purerl.experiments.policy import _read_config
 
+    run_dir = args.run.resume
+    ignored = [
+        f"--{f.name.replace('_', '-')}"
+        for part in (args.run, args.agent)
+        for f in dataclasses.fields(part)
+        if f.name not in ("resume", "quiet") and getattr(part, f.name) != f.default
+    ]
+    if ignored:
+        print(
+            f"warning: --resume continues {run_dir} with the configs it was started with; "
+            f"ignoring {', '.join(ignored)}",
+            file=sys.stderr,
+        )
     saved = _read_config(Path(run_dir))
     if saved["agent"] != agent_name:
         raise ValueError(
             f"{run_dir} is a {saved['agent']} run; resume it with "
             f"python -m purerl.experiments.{saved['agent']} --resume {run_dir}"
         )
-    run = RunConfig(**{**saved["run"], "resume": str(run_dir), "run_dir": str(run_dir)})
+    run = RunConfig(
+        **{**saved["run"], "resume": str(run_dir), "run_dir": str(run_dir), "quiet": args.run.quiet}
+    )
     return run, saved["agent_config"]
 
 

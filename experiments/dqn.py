@@ -60,7 +60,7 @@ def run(run: RunConfig, config: dqn.DQNConfig) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(DQNExperiment, argv)
     if args.run.resume:
-        return run(*resume_configs(args.run.resume, "dqn"))
+        return run(*resume_configs(args, "dqn"))
     return run(args.run, args.agent)
 
 

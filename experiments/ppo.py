@@ -52,7 +52,7 @@ def run(run: RunConfig, config: ppo.PPOConfig) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(PPOExperiment, argv)
     if args.run.resume:
-        return run(*resume_configs(args.run.resume, "ppo"))
+        return run(*resume_configs(args, "ppo"))
     return run(args.run, args.agent)
 
 

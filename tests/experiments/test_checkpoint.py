@@ -64,15 +64,24 @@ def metrics_without_timing(run_dir):
     return rows
 
 
-def resume(agent, run_dir):
+def resume(agent, run_dir, *extra):
     out = subprocess.run(
-        [sys.executable, "-m", f"purerl.experiments.{agent}", "--resume", str(run_dir), "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            f"purerl.experiments.{agent}",
+            "--resume",
+            str(run_dir),
+            "--quiet",
+            *extra,
+        ],
         env=ENV,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert out.returncode == 0, out.stderr
+    return out.stderr
 
 
 def assert_same_run(a, b):
@@ -102,7 +111,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path):
     assert code == 130, err
     assert f"--resume {stopped}" in err
     assert not (stopped / "summary.json").exists()
-    resume("ppo", stopped)
+    err = resume("ppo", stopped, "--total-timesteps", "5")  # Not used, and said so.
+    assert "ignoring --total-timesteps" in err
     assert_same_run(whole, stopped)
 
 
