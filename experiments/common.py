@@ -51,8 +51,8 @@ class RunConfig:
         fresh environment instances (0: none; its compile costs about a second).
       checkpoint_every: save the whole training state every this many env steps (per
         seed), at the end of the logging interval that crosses it, and at the end;
-        default a tenth of the run but at most once a minute; 0: never. Ctrl-C also
-        saves one, then stops.
+        default a tenth of the run but at most once a minute (a run shorter than a
+        minute keeps none); 0: never. Ctrl-C also saves one, then stops.
       keep_checkpoints: how many of the newest checkpoints to keep.
       resume: a run directory to continue from its newest checkpoint, with the configs it
         was started with (the other flags are not used).
@@ -172,7 +172,8 @@ def train(
     every = run.checkpoint_every
     if every is None:
         every = max(1, the_plan.total_steps // 10)
-    checkpoints = Checkpoints(run_dir, run.keep_checkpoints) if every or run.resume else None
+    # Made on first use: orbax's import and manager cost ~0.4 s a short default run skips.
+    checkpoints = Checkpoints(run_dir, run.keep_checkpoints) if run.resume else None
 
     t0 = time.perf_counter()
     # Init finishes before the step compiles, so the two never compete for the 2 cores.
@@ -218,8 +219,12 @@ def train(
             periodic = bool(every) and steps // every > previous // every
             if run.checkpoint_every is None:  # The default: no more than once a minute.
                 periodic &= time.perf_counter() - last_save >= DEFAULT_CHECKPOINT_SECONDS
-            if checkpoints and (last or stop.requested or periodic):
+            # The last interval saves when asked to, or when the run saved before.
+            final = last and (run.checkpoint_every or checkpoints is not None)
+            if every and (final or stop.requested or periodic):
                 last_save = time.perf_counter()
+                if checkpoints is None:
+                    checkpoints = Checkpoints(run_dir, run.keep_checkpoints)
                 host = {
                     "interval": interval,
                     "train_seconds": train_seconds,

@@ -129,6 +129,8 @@ def test_a_corrupt_checkpoint_is_refused_naming_it(tmp_path):
         "20000",
         "--num-logs",
         "2",
+        "--checkpoint-every",
+        "10000",
     ]
     subprocess.run(cmd, env=ENV, check=True, timeout=300)
     latest = max(
@@ -181,3 +183,21 @@ def test_checkpoints_can_be_turned_off(tmp_path):
     out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert (run_dir / "summary.json").exists() and not (run_dir / "checkpoints").exists()
+
+
+def test_a_short_default_run_keeps_no_checkpoint(tmp_path):
+    run_dir = tmp_path / "short"
+    cmd = [
+        sys.executable,
+        "-m",
+        "purerl.experiments.ppo",
+        "--run-dir",
+        str(run_dir),
+        "--quiet",
+        "--total-timesteps",
+        "4096",
+        "--num-logs",
+        "2",
+    ]
+    subprocess.run(cmd, env=ENV, check=True, timeout=300)
+    assert (run_dir / "policy.msgpack").exists() and not (run_dir / "checkpoints").exists()
