@@ -237,7 +237,10 @@ def make_loop(
     )
 
     def init_sharded(seed_keys: jax.Array) -> Runner:
-        return init(jax.device_put(seed_keys, NamedSharding(mesh, P())))
+        seed_keys = jax.device_put(seed_keys, NamedSharding(mesh, P()))
+        # It runs once: XLA's backend optimisations would cost ~0.5 s and save nothing.
+        options = {"xla_backend_optimization_level": 0}
+        return init.lower(seed_keys).compile(compiler_options=options)(seed_keys)
 
     return Loop(init_sharded, step, mesh)
 
