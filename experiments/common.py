@@ -405,7 +405,7 @@ def cli_main(fn: Callable[[], Any]) -> None:
 def resume_configs(args: Any, agent_name: str) -> tuple[RunConfig, Any]:
     """The run and agent configs `args.run.resume` was started with, set to resume it.
     Other flags given with --resume are named in a warning, since they are not used."""
-    from purerl.experiments.policy import _read_config
+    from purerl.experiments.policy import read_config
 
     run_dir = args.run.resume
     ignored = [
@@ -420,7 +420,7 @@ def resume_configs(args: Any, agent_name: str) -> tuple[RunConfig, Any]:
             f"ignoring {', '.join(ignored)}",
             file=sys.stderr,
         )
-    saved = _read_config(Path(run_dir))
+    saved = read_config(Path(run_dir))
     if saved["agent"] != agent_name:
         raise ValueError(
             f"{run_dir} is a {saved['agent']} run; resume it with "

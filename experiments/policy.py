@@ -47,7 +47,8 @@ def save_policy(run_dir: Path, agent_states: Any) -> None:
     tmp.replace(path)
 
 
-def _read_config(run_dir: Path) -> dict[str, Any]:
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """A run directory's `config.json`, with its agent config rebuilt as the dataclass."""
     path = Path(run_dir) / CONFIG_FILE
     try:
         config = json.loads(path.read_text())
@@ -67,7 +68,7 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     from purerl import envs
     from purerl.envs.base import env_spec
 
-    config = _read_config(Path(run_dir))
+    config = read_config(Path(run_dir))
     module, agent_config = config["module"], config["agent_config"]
     agent = (
         module.make(agent_config, num_updates=1)
