@@ -3,10 +3,17 @@
 from purerl.envs.base import Environment, env_spec
 from purerl.envs.functional import FunctionalEnv
 from purerl.envs.gymnax_env import GymnaxEnv
-from purerl.envs.registry import available, make
+from purerl.envs.host import DmEnvAdapter, HostEnvError, HostVecEnv
+from purerl.envs.registry import available, make, make_host, resolve, spec
 from purerl.envs.wrappers import EpisodeStatistics, VecEnv, Wrapper
 
 __all__ = [
+    "DmEnvAdapter",
+    "HostEnvError",
+    "HostVecEnv",
+    "make_host",
+    "resolve",
+    "spec",
     "Environment",
     "EpisodeStatistics",
     "FunctionalEnv",

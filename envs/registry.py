@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
+from collections.abc import Callable
 from typing import Any
 
+from purerl.agents.base import EnvSpec
 from purerl.envs.base import Environment, EnvParams
 from purerl.envs.functional import FunctionalEnv
 from purerl.envs.gymnax_env import GymnaxEnv, make_gymnax
@@ -125,23 +128,136 @@ def make(name: str, **kwargs: Any) -> tuple[Environment, EnvParams]:
       `(env, params)`: the single, unbatched, auto-resetting environment and its
       default params.
     """
+    loop, made = resolve(name, **kwargs)
+    if loop == "host":
+        raise ValueError(
+            f"{name!r} is a host (Python) environment, not a JAX one: it runs on the host loop "
+            "(purerl.envs.make_host, or any experiment script's --env)."
+        )
+    return made
+
+
+def resolve(name: str, **kwargs: Any) -> tuple[str, Any]:
+    """Finds what `name` is and so which loop runs it.
+
+    Returns:
+      `("device", (env, params))` for a JAX environment (gymnax id, Gymnasium functional
+      JAX id, or a user's JAX env from `module:Attr`), or `("host", env_fn)` for a Python
+      one: `gymnasium:ID` (also `gymnasium:my_pkg.envs:MyEnv-v0`, which imports `my_pkg.envs`
+      first, as `gymnasium.make` does), a Gymnasium id no JAX environment has, or a
+      `module:Attr` naming a `gymnasium.Env` or `dm_env.Environment` class or factory.
+      `env_fn()` makes one new environment.
+    """
     if not isinstance(name, str) or not name:
         raise ValueError(f"An environment name must be a non-empty string; got {name!r}.")
-    if ":" in name and not name.startswith("gymnasium:"):
-        return (
-            wrap(_load_attr(name), name) if not kwargs else wrap(_load_attr(name)(**kwargs), name)
-        )
+    if name.startswith("gymnasium:"):
+        return "host", _gymnasium_fn(name.removeprefix("gymnasium:"), kwargs)
+    if ":" in name:
+        obj = _load_attr(name)
+        host = _host_fn(obj, name, kwargs)
+        if host is not None:
+            return "host", host
+        return "device", wrap(obj, name) if not kwargs else wrap(obj(**kwargs), name)
     if name.startswith("phys2d/") or "/" in name:
         if name in _functional_ids():
-            return _from_functional_id(name, **kwargs)
+            return "device", _from_functional_id(name, **kwargs)
     else:
         made = make_gymnax(name, **kwargs)
         if made is not None:
-            return made
+            return "device", made
+    import gymnasium
+
+    if name in gymnasium.registry:
+        return "host", _gymnasium_fn(name, kwargs)
     names = available()
-    close = difflib.get_close_matches(name, names, n=3)
+    close = difflib.get_close_matches(name, names + list(gymnasium.registry), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise ValueError(
         f"Unknown environment {name!r}.{hint} Available JAX environments: {', '.join(names)}; "
-        "or pass 'module.path:ClassOrFactory' for your own."
+        "any Gymnasium id as gymnasium:ID (e.g. gymnasium:CartPole-v1, run on the host loop); "
+        "or 'module.path:ClassOrFactory' for your own."
     )
+
+
+def spec(name: str) -> EnvSpec:
+    """The observation and action spaces an agent sees of environment `name`, JAX or host."""
+    from purerl.envs.base import env_spec
+    from purerl.envs.host import agent_observation_space, as_gymnasium, check_spaces
+
+    loop, made = resolve(name)
+    if loop == "device":
+        return env_spec(*made)
+    env = as_gymnasium(made(), name)
+    try:
+        check_spaces(env.observation_space, env.action_space, name)
+        return EnvSpec(agent_observation_space(env.observation_space), env.action_space)
+    finally:
+        env.close()
+
+
+def make_host(name: str, num_envs: int, mode: str = "sync", **kwargs: Any) -> Any:
+    """A `HostVecEnv` of `num_envs` copies of the host environment `name` (see `resolve`).
+
+    `mode` is "sync" (stepped in turn in this process) or "async" (a subprocess each)."""
+    from purerl.envs.host import HostVecEnv
+
+    loop, env_fn = resolve(name, **kwargs)
+    if loop != "host":
+        raise ValueError(f"{name!r} is a JAX environment; it runs on the device loop (make).")
+    return HostVecEnv(env_fn, num_envs, name, mode)
+
+
+def _gymnasium_fn(env_id: str, kwargs: dict[str, Any]) -> Callable[[], Any]:
+    import gymnasium
+
+    if ":" in env_id:  # "my_pkg.envs:MyEnv-v0": the module registers the id when imported.
+        module_name, _, env_id = env_id.partition(":")
+        try:
+            importlib.import_module(module_name)
+        except ImportError as e:
+            raise ValueError(f"Cannot import module {module_name!r} for {env_id!r}: {e}") from e
+    try:
+        gymnasium.spec(env_id)
+    except gymnasium.error.Error as e:
+        close = difflib.get_close_matches(env_id.split(":")[-1], list(gymnasium.registry), n=3)
+        hint = f" Did you mean {', '.join('gymnasium:' + c for c in close)}?" if close else ""
+        detail = hint if close else f" ({e})"
+        raise ValueError(f"Unknown Gymnasium environment {env_id!r}.{detail}") from None
+    except ImportError as e:
+        raise ValueError(f"Cannot import the module of Gymnasium id {env_id!r}: {e}") from None
+    return functools.partial(_make_gymnasium, env_id, **kwargs)
+
+
+def _make_gymnasium(env_id: str, **kwargs: Any) -> Any:
+    import gymnasium
+
+    try:
+        return gymnasium.make(env_id, **kwargs)
+    except gymnasium.error.DependencyNotInstalled as e:
+        raise ValueError(f"gymnasium:{env_id} needs a package that is not installed: {e}") from e
+
+
+def _host_fn(obj: Any, name: str, kwargs: dict[str, Any]) -> Callable[[], Any] | None:
+    """A factory of host envs when `obj` (from `module:Attr`) makes Gymnasium or dm_env envs."""
+    import gymnasium
+
+    host_types: tuple[type, ...] = (gymnasium.Env,)
+    try:
+        import dm_env
+
+        host_types += (dm_env.Environment,)
+    except ImportError:
+        pass
+    if isinstance(obj, host_types):
+        raise ValueError(
+            f"{name!r} is an environment instance; the host loop runs several copies, so "
+            "name its class or a factory function instead."
+        )
+    if isinstance(obj, type):
+        return functools.partial(obj, **kwargs) if issubclass(obj, host_types) else None
+    if callable(obj) and not hasattr(obj, "step"):
+        probe = obj(**kwargs)
+        if isinstance(probe, host_types):
+            probe.close()
+            return functools.partial(obj, **kwargs)
+    return None

@@ -82,12 +82,12 @@ def make_on_policy_update(
     agent: Agent, env: VecEnv, env_params: EnvParams, num_steps: int
 ) -> UpdateFn:
     """One update: a rollout of `num_steps` per env, then `agent.learn` on it."""
+    learn = on_policy_learn(agent)
 
     def update(runner: Runner) -> tuple[Runner, dict[str, jax.Array]]:
         runner, trajectory, stats = rollout(agent, env, env_params, runner, num_steps)
-        key, learn_key = jax.random.split(runner.key)
-        agent_state, metrics = agent.learn(runner.agent_state, trajectory, learn_key)
-        return runner._replace(agent_state=agent_state, key=key), {**metrics, **stats._asdict()}
+        runner, metrics = learn(runner, trajectory)
+        return runner, {**metrics, **stats._asdict()}
 
     return update
 
@@ -97,9 +97,35 @@ def make_off_policy_update(
 ) -> UpdateFn:
     """One update: `num_steps` vectorised steps into replay, then one `agent.learn` on a
     sample, once the buffer holds its `min_size`."""
+    learn = off_policy_learn(agent, buffer)
 
     def update(runner: Runner) -> tuple[Runner, dict[str, jax.Array]]:
         runner, trajectory, stats = rollout(agent, env, env_params, runner, num_steps)
+        runner, metrics = learn(runner, trajectory)
+        return runner, {**metrics, **stats._asdict()}
+
+    return update
+
+
+LearnFn = Callable[[Runner, Transition], tuple[Runner, dict[str, jax.Array]]]
+
+
+def on_policy_learn(agent: Agent) -> LearnFn:
+    """`agent.learn` on a whole `[T, B]` trajectory (both loops' on-policy learner)."""
+
+    def learn(runner: Runner, trajectory: Transition) -> tuple[Runner, dict[str, jax.Array]]:
+        key, learn_key = jax.random.split(runner.key)
+        agent_state, metrics = agent.learn(runner.agent_state, trajectory, learn_key)
+        return runner._replace(agent_state=agent_state, key=key), metrics
+
+    return learn
+
+
+def off_policy_learn(agent: Agent, buffer: Buffer) -> LearnFn:
+    """A `[T, B]` trajectory into replay, then one `agent.learn` on a sample once the buffer
+    holds its `min_size` (both loops' off-policy learner)."""
+
+    def learn_step(runner: Runner, trajectory: Transition) -> tuple[Runner, dict[str, jax.Array]]:
         flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), trajectory)
         buffer_state = buffer.add(runner.buffer_state, flat)
         key, sample_key, learn_key = jax.random.split(runner.key, 3)
@@ -116,9 +142,9 @@ def make_off_policy_update(
             buffer.can_sample(buffer_state), learn, wait, runner.agent_state
         )
         runner = runner._replace(agent_state=agent_state, buffer_state=buffer_state, key=key)
-        return runner, {**metrics, **stats._asdict()}
+        return runner, metrics
 
-    return update
+    return learn_step
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:

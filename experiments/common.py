@@ -4,6 +4,7 @@ progress lines, and the run summary."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -14,15 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import jax
 import numpy as np
 from purerl.agents.base import Agent
-from purerl.envs.base import Environment, EnvParams
 from purerl.experiments import anakin
 from purerl.experiments.checkpoint import Checkpoints, decode_history, encode_history
-from purerl.experiments.evaluate import evaluate
 from purerl.experiments.plot import CURVE_FILE, RETURNS_FILE, plot, write_returns
 from purerl.experiments.policy import CONFIG_FILE, eval_key, save_policy, write_config
 from purerl.replay.uniform import Buffer
@@ -35,8 +34,11 @@ class RunConfig:
     """How to run an experiment (the agent's own hyperparameters live in its config).
 
     Attributes:
-      env: environment name: a gymnax id, a Gymnasium functional JAX id such as
-        phys2d/CartPole-v1, or module.path:ClassOrFactory.
+      env: environment name. JAX environments run on the device loop: a gymnax id
+        (CartPole-v1), a Gymnasium functional JAX id (phys2d/CartPole-v1), or
+        module.path:ClassOrFactory for your own. Python ones run on the host loop:
+        gymnasium:ID (gymnasium:CartPole-v1, gymnasium:my_pkg.envs:MyEnv-v0), or
+        module.path:ClassOrFactory of a gymnasium.Env or dm_env.Environment.
       total_timesteps: environment steps per seed (over all devices); rounded up to
         whole logging intervals.
       seed: the first seed; seed i of --num-seeds is seed + i.
@@ -58,6 +60,10 @@ class RunConfig:
         was started with (the other flags are not used).
       config: a YAML file of option values by flag name; flags given on the command line
         override it. The resolved configs are saved in RUN_DIR/config.json.
+      host_envs: host loop only: step the Python envs in this process ("sync") or one
+        subprocess each ("async", for slow envs; not bit-identical on resume).
+      max_staleness: host loop only: how many learner updates the acting parameters may
+        lag; 0 alternates actor and learner, 1 overlaps them.
     """
 
     env: str = "CartPole-v1"
@@ -74,12 +80,16 @@ class RunConfig:
     keep_checkpoints: int = 3
     resume: str | None = None
     config: str | None = None
+    host_envs: Literal["sync", "async"] = "sync"
+    max_staleness: int = 1
 
     def __post_init__(self) -> None:
         if self.checkpoint_every is not None and self.checkpoint_every < 0:
             raise ValueError(f"--checkpoint-every must be 0 or more; got {self.checkpoint_every}.")
         if self.keep_checkpoints < 1:
             raise ValueError(f"--keep-checkpoints must be positive; got {self.keep_checkpoints}.")
+        if self.max_staleness < 0:
+            raise ValueError(f"--max-staleness must be 0 or more; got {self.max_staleness}.")
         if self.eval_episodes < 0:
             raise ValueError(f"--eval-episodes must be 0 or more; got {self.eval_episodes}.")
         for name in ("total_timesteps", "num_seeds", "num_logs"):
@@ -107,11 +117,85 @@ class Plan:
         return self.num_updates * self.steps_per_update
 
 
-def plan(total_timesteps: int, steps_per_update: int, num_logs: int) -> Plan:
-    """Splits a budget into `num_logs` equal intervals of whole updates (rounding up)."""
+def plan(total_timesteps: int, steps_per_update: int, num_logs: int, multiple: int = 1) -> Plan:
+    """Splits a budget into `num_logs` equal intervals of whole updates (rounding up), each
+    a whole number of `multiple` updates."""
     num_updates = max(1, math.ceil(total_timesteps / steps_per_update))
     per_interval = math.ceil(num_updates / min(num_logs, num_updates))
+    per_interval = multiple * math.ceil(per_interval / multiple)
     return Plan(steps_per_update, per_interval, math.ceil(num_updates / per_interval))
+
+
+class Recipe(NamedTuple):
+    """How an agent trains, as either loop runs it.
+
+    Attributes:
+      agent: the agent, made with `axis_name=anakin.DEVICE_AXIS`.
+      num_envs: environments per device (device loop) or in all (host loop).
+      rollout_length: vector env steps per learner update.
+      buffer: the replay buffer (per device) of an off-policy agent; None on-policy.
+    """
+
+    agent: Agent
+    num_envs: int
+    rollout_length: int
+    buffer: Buffer | None = None
+
+
+class _DeviceLoop:
+    """The device loop (`anakin`) behind the interface `train` drives, as `HostLoop` is."""
+
+    name = "device loop"
+
+    def __init__(self, recipe: Recipe, env: Any, env_params: Any, the_plan: Plan, mesh, run):
+        self.env, self.env_params, self.run = env, env_params, run
+        if recipe.buffer is None:
+            update = functools.partial(
+                anakin.make_on_policy_update, recipe.agent, num_steps=recipe.rollout_length
+            )
+        else:
+            update = functools.partial(
+                anakin.make_off_policy_update,
+                recipe.agent,
+                buffer=recipe.buffer,
+                num_steps=recipe.rollout_length,
+            )
+        self.loop = anakin.make_loop(
+            recipe.agent,
+            env,
+            env_params,
+            lambda vec_env: update(env=vec_env, env_params=env_params),
+            recipe.num_envs,
+            the_plan.updates_per_interval,
+            mesh,
+            recipe.buffer,
+        )
+
+    def init(self) -> Any:
+        # Init finishes before the step compiles, so the two never compete for the 2 cores.
+        runner = jax.block_until_ready(
+            self.loop.init(anakin.seed_keys(self.run.seed, self.run.num_seeds))
+        )
+        self._step = self.loop.step.lower(runner).compile()
+        return runner
+
+    def step(self, runner: Any) -> tuple[Any, dict[str, np.ndarray]]:
+        runner, metrics = self._step(runner)
+        # Blocking here also keeps un-awaited collectives from piling up (DESIGN.md).
+        return runner, jax.device_get(metrics)
+
+    def host_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_host_state(self, host: dict[str, Any]) -> str | None:
+        return None
+
+    @staticmethod
+    def agent_states(runner: Any) -> Any:
+        return jax.tree.map(lambda x: x[0], runner.agent_state)  # Device 0: [S, ...].
+
+    def close(self) -> None:
+        pass
 
 
 def default_run_dir(agent: str, env: str) -> Path:
@@ -127,31 +211,86 @@ def train(
     agent_name: str,
     run: RunConfig,
     agent_config: Any,
-    env: Environment,
-    env_params: EnvParams,
-    build: Callable[[int, Plan], tuple[Agent, Callable, int, Buffer | None]],
+    build: Callable[[int, Plan, bool], Recipe],
     steps_per_update: int,
+    off_policy: bool = False,
 ) -> dict[str, Any]:
-    """Trains on the device loop and writes `RUN_DIR/summary.json` and `metrics.csv`.
+    """Trains on the loop the environment needs (device loop for JAX envs, host loop for
+    Python ones) and writes `RUN_DIR/summary.json` and `metrics.csv`.
 
     Args:
       agent_name: "ppo", "dqn", ...
-      run: the run settings.
+      run: the run settings (`run.env` names the environment).
       agent_config: the agent's config (recorded in the summary).
-      env, env_params: the environment.
-      build: `(num_devices, plan) -> (agent, update, num_envs_per_device, buffer)`.
-      steps_per_update: env steps per update per seed, over all devices.
+      build: `(num_devices, plan, host) -> Recipe`; `host` is True on the host loop.
+      steps_per_update: env steps per learner update per seed, over all devices.
+      off_policy: the agent learns from replay (the host loop then sends the learner a few
+        updates' steps at a time).
 
     Returns:
       The summary dict.
     """
+    from purerl import envs
+
+    kind, made = envs.resolve(run.env)  # Host envs resolve without starting JAX's backend.
+    if kind == "host":
+        from purerl.experiments import sebulba
+
+        sebulba.prefer_sequential_cpu_ops()
     mesh = anakin.make_mesh(run.num_devices)
     num_devices = mesh.devices.size
-    the_plan = plan(run.total_timesteps, steps_per_update, run.num_logs)
-    agent, update, num_envs, buffer = build(num_devices, the_plan)
-    loop = anakin.make_loop(
-        agent, env, env_params, update, num_envs, the_plan.updates_per_interval, mesh, buffer
-    )
+    if kind == "host":
+        if run.num_seeds != 1:
+            raise ValueError(
+                f"{run.env} is a host (Python) environment: the host loop trains one seed per "
+                "process. Run seeds as separate processes (--seed N), or use a JAX environment "
+                "to vmap them."
+            )
+        k = sebulba.updates_per_rollout(steps_per_update, off_policy)
+        the_plan = plan(run.total_timesteps, steps_per_update, run.num_logs, multiple=k)
+        recipe = build(num_devices, the_plan, True)
+        learn = (
+            anakin.on_policy_learn(recipe.agent)
+            if recipe.buffer is None
+            else anakin.off_policy_learn(recipe.agent, recipe.buffer)
+        )
+        vec_env = envs.HostVecEnv(made, recipe.num_envs, run.env, run.host_envs)
+        loop: Any = sebulba.HostLoop(
+            recipe.agent,
+            vec_env,
+            learn,
+            recipe.rollout_length,
+            k,
+            the_plan.updates_per_interval // k,
+            mesh,
+            recipe.buffer,
+            run.max_staleness,
+            run.seed,
+        )
+        where = f"{recipe.num_envs} {run.host_envs} Python envs on the host, learner on"
+    else:
+        env, env_params = made
+        the_plan = plan(run.total_timesteps, steps_per_update, run.num_logs)
+        recipe = build(num_devices, the_plan, False)
+        loop = _DeviceLoop(recipe, env, env_params, the_plan, mesh, run)
+        where = f"{recipe.num_envs} envs per device, on"
+    try:
+        return _train(agent_name, run, agent_config, loop, recipe.agent, the_plan, mesh, where)
+    finally:
+        loop.close()
+
+
+def _train(
+    agent_name: str,
+    run: RunConfig,
+    agent_config: Any,
+    loop: Any,
+    agent: Agent,
+    the_plan: Plan,
+    mesh: Any,
+    where: str,
+) -> dict[str, Any]:
+    num_devices = mesh.devices.size
     if run.resume:
         run_dir = Path(run.resume)
     else:
@@ -167,7 +306,8 @@ def train(
     device = mesh.devices.flat[0]
     say(
         f"purerl {agent_name} on {run.env}: {the_plan.total_steps:,} steps x {run.num_seeds} "
-        f"seed(s), {num_devices} {device.platform} device(s), run dir {run_dir}"
+        f"seed(s); {loop.name}: {where} {num_devices} {device.platform} device(s); "
+        f"run dir {run_dir}"
     )
     every = run.checkpoint_every
     if every is None:
@@ -176,9 +316,7 @@ def train(
     checkpoints = Checkpoints(run_dir, run.keep_checkpoints) if run.resume else None
 
     t0 = time.perf_counter()
-    # Init finishes before the step compiles, so the two never compete for the 2 cores.
-    runner = jax.block_until_ready(loop.init(anakin.seed_keys(run.seed, run.num_seeds)))
-    step = loop.step.lower(runner).compile()
+    runner = loop.init()
     compile_seconds = time.perf_counter() - t0
 
     history: list[dict[str, np.ndarray]] = []
@@ -187,6 +325,9 @@ def train(
     start = 0
     if run.resume:
         runner, host = checkpoints.restore_latest(runner)
+        warning = loop.load_host_state(host.get("loop", {}))
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
         start, train_seconds = host["interval"] + 1, host["train_seconds"]
         history, rows = decode_history(host["history"]), host["rows"]
         say(f"  resumed from the checkpoint after {int(rows[-1]['step']):,} steps")
@@ -196,9 +337,7 @@ def train(
     try:
         for interval in range(start, the_plan.num_intervals):
             t = time.perf_counter()
-            runner, metrics = step(runner)
-            # Blocking here also keeps un-awaited collectives from piling up (DESIGN.md).
-            metrics = jax.device_get(metrics)
+            runner, metrics = loop.step(runner)
             train_seconds += time.perf_counter() - t
             metrics = {k: np.asarray(v)[0] for k, v in metrics.items()}  # [U, S]
             history.append(metrics)
@@ -230,6 +369,7 @@ def train(
                     "train_seconds": train_seconds,
                     "history": encode_history(history),
                     "rows": rows,
+                    "loop": loop.host_state(),
                 }
                 checkpoints.save(interval, runner, host)
             if stop.requested:
@@ -245,8 +385,8 @@ def train(
     if checkpoints:
         checkpoints.close()
 
-    final_states = jax.tree.map(lambda x: x[0], runner.agent_state)  # Device 0: [S, ...].
-    eval_returns = _evaluate(agent, env, env_params, final_states, run)
+    final_states = loop.agent_states(runner)
+    eval_returns = _evaluate(agent, loop, final_states, run)
     save_policy(run_dir, final_states)
 
     stacked = {k: np.concatenate([h[k] for h in history]) for k in history[0]}
@@ -254,6 +394,7 @@ def train(
     summary = {
         "agent": agent_name,
         "env": run.env,
+        "run_dir": str(run_dir),
         "total_timesteps": the_plan.total_steps,
         "requested_timesteps": run.total_timesteps,
         "num_seeds": run.num_seeds,
@@ -263,6 +404,7 @@ def train(
         "eval_episodes": run.eval_episodes,
         "eval_return": [float(x) for x in eval_returns],
         "eval_return_mean": float(np.mean(eval_returns)) if run.eval_episodes else float("nan"),
+        "loop": "device" if isinstance(loop, _DeviceLoop) else "host",
         "compile_seconds": compile_seconds,
         "train_seconds": train_seconds,
         "steps_per_second": the_plan.total_steps * run.num_seeds / train_seconds,
@@ -318,24 +460,28 @@ class _StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _evaluate(
-    agent: Agent, env: Environment, env_params: EnvParams, states: Any, run: RunConfig
-) -> np.ndarray:
+def _evaluate(agent: Agent, loop: Any, states: Any, run: RunConfig) -> np.ndarray:
     """Each seed's mean return over `run.eval_episodes` deterministic episodes."""
     if not run.eval_episodes:
         return np.zeros((0,))
-
-    @jax.jit
-    def episodes(state: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        def policy(obs: Any, k: jax.Array) -> jax.Array:
-            return agent.act(state, obs, k, deterministic=True)[0]
-
-        return evaluate(policy, env, env_params, key, run.eval_episodes)
+    from purerl.experiments.evaluate import evaluate_host, evaluate_jitted
 
     means = []
     for i in range(run.num_seeds):  # One seed at a time, as load_policy will replay it.
         state = jax.tree.map(lambda x, i=i: x[i], states)
-        returns, _ = episodes(state, eval_key(run.seed + i))
+
+        @jax.jit
+        def policy(obs: Any, key: jax.Array, state: Any = state) -> jax.Array:
+            return agent.act(state, obs, key, deterministic=True)[0]
+
+        if isinstance(loop, _DeviceLoop):
+            returns, _ = evaluate_jitted(
+                policy, loop.env, loop.env_params, eval_key(run.seed + i), run.eval_episodes
+            )
+        else:
+            returns, _ = evaluate_host(
+                policy, run.env, eval_key(run.seed + i), run.eval_episodes, run.seed + i
+            )
         means.append(float(np.mean(np.asarray(returns))))
     return np.asarray(means)
 

@@ -1,4 +1,5 @@
-"""Train DQN on the device loop: `python -m purerl.experiments.dqn --env CartPole-v1`."""
+"""Train DQN: `python -m purerl.experiments.dqn --env CartPole-v1` (a JAX env, on the device
+loop) or `--env gymnasium:CartPole-v1` (a Python env, on the host loop)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,21 @@ from typing import Any
 
 from purerl.agents import dqn
 from purerl.experiments import anakin
-from purerl.experiments.common import Plan, RunConfig, cli_main, parse, resume_configs, train
+from purerl.experiments.common import (
+    Plan,
+    Recipe,
+    RunConfig,
+    cli_main,
+    parse,
+    resume_configs,
+    train,
+)
 from purerl.replay import make_uniform
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DQNExperiment:
-    """Train DQN on a JAX environment, data-parallel over all local devices."""
+    """Train DQN on any environment, data-parallel over all local devices."""
 
     run: RunConfig = RunConfig()
     agent: dqn.DQNConfig = dqn.DQNConfig()
@@ -21,16 +30,13 @@ class DQNExperiment:
 
 def run(run: RunConfig, config: dqn.DQNConfig) -> dict[str, Any]:
     """Trains DQN and returns the run summary."""
-    from purerl import envs
-
-    env, env_params = envs.make(run.env)
     if config.learning_starts > config.buffer_size:
         raise ValueError(
             f"--learning-starts ({config.learning_starts}) exceeds --buffer-size "
             f"({config.buffer_size}): the buffer could never hold enough to start learning."
         )
 
-    def build(num_devices: int, plan: Plan):
+    def build(num_devices: int, plan: Plan, host: bool) -> Recipe:
         del plan
         num_envs = anakin.global_shape(config.num_envs, "--num-envs", num_devices)
         batch_size = anakin.global_shape(config.batch_size, "--batch-size", num_devices)
@@ -38,22 +44,15 @@ def run(run: RunConfig, config: dqn.DQNConfig) -> dict[str, Any]:
         min_size = max(batch_size, config.learning_starts // num_devices)
         buffer = make_uniform(capacity, batch_size, min_size)
         agent = dqn.make(config, axis_name=anakin.DEVICE_AXIS)
-
-        def update(vec_env):
-            return anakin.make_off_policy_update(
-                agent, vec_env, env_params, buffer, config.train_frequency
-            )
-
-        return agent, update, num_envs, buffer
+        return Recipe(agent, config.num_envs if host else num_envs, config.train_frequency, buffer)
 
     return train(
         "dqn",
         run,
         config,
-        env,
-        env_params,
         build,
         steps_per_update=config.env_steps_per_update,
+        off_policy=True,
     )
 
 

@@ -1,7 +1,10 @@
 """Run a trained policy: `python -m purerl.experiments.enjoy RUN_DIR [--episodes 20]`.
 
 Loads `RUN_DIR`'s saved policy (see `purerl.load_policy`) and reports the returns of
-deterministic evaluation episodes on fresh instances of the run's environment.
+deterministic evaluation episodes on fresh instances of the run's environment (fully
+jitted for a JAX environment, stepped on the host for a Python one). With
+`--render FILE.gif` (or `.mp4` where ffmpeg is installed), a Gymnasium environment that can
+render `rgb_array` frames records the first episode.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes", type=int, default=20, help="episodes to run (default 20)")
     parser.add_argument("--seed-index", type=int, default=0, help="which of the run's seeds")
     parser.add_argument("--key", type=int, default=0, help="PRNG seed of the episodes")
+    parser.add_argument(
+        "--render", metavar="FILE", help="record the first episode to a video (.gif or .mp4)"
+    )
     args = parser.parse_args(argv)
-    from purerl.experiments.evaluate import evaluate
+    from purerl.experiments.evaluate import evaluate, evaluate_host
     from purerl.experiments.policy import load_agent, load_policy
 
     try:
@@ -28,19 +34,33 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(f"--episodes must be positive; got {args.episodes}.")
         policy = load_policy(args.run_dir, args.seed_index)
         _, _, config = load_agent(args.run_dir)
+        env_name = config["run"]["env"]
+        key = jax.random.PRNGKey(args.key)
+        if config["env"] is None:  # A host (Python) environment.
+            returns, finished = evaluate_host(
+                policy, env_name, key, args.episodes, args.key, render_to=args.render
+            )
+        elif args.render:
+            raise ValueError(
+                "--render needs a Gymnasium environment that renders rgb_array frames; "
+                f"{env_name} is a JAX environment."
+            )
+        else:
+            run = jax.jit(
+                lambda k: evaluate(policy, config["env"], config["env_params"], k, args.episodes)
+            )
+            returns, finished = (np.asarray(x) for x in run(key))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    run = jax.jit(
-        lambda key: evaluate(policy, config["env"], config["env_params"], key, args.episodes)
-    )
-    returns, finished = (np.asarray(x) for x in run(jax.random.PRNGKey(args.key)))
     print(
-        f"{config['agent']} on {config['run']['env']} (seed index {args.seed_index}): "
+        f"{config['agent']} on {env_name} (seed index {args.seed_index}): "
         f"return {returns.mean():.2f} +- {returns.std():.2f} over {args.episodes} episodes "
         f"(min {returns.min():.1f}, max {returns.max():.1f}"
         + (f"; {int((~finished).sum())} did not finish)" if not finished.all() else ")")
     )
+    if args.render:
+        print(f"video of the first episode: {args.render}")
 
 
 if __name__ == "__main__":

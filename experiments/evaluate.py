@@ -1,4 +1,5 @@
-"""Evaluation episodes: a deterministic policy on fresh environment instances, fully jitted."""
+"""Evaluation episodes: a deterministic policy on fresh environment instances, fully jitted
+for JAX environments, stepped on the host for Python ones."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from purerl.envs.base import Environment, EnvParams
 from purerl.envs.wrappers import EpisodeStatistics, VecEnv
 
@@ -52,3 +54,115 @@ def evaluate(
     carry = (jnp.zeros((), jnp.int32), key, obs, state, done, zeros)
     _, _, _, _, done, returns = jax.lax.while_loop(cond, body, carry)
     return returns, done
+
+
+def evaluate_jitted(
+    policy: Policy, env: Environment, env_params: EnvParams, key: jax.Array, num_episodes: int
+) -> tuple[jax.Array, jax.Array]:
+    """`evaluate`, compiled."""
+    run = jax.jit(lambda k: evaluate(policy, env, env_params, k, num_episodes))
+    return run(key)
+
+
+def evaluate_host(
+    policy: Policy,
+    env_name: str,
+    key: jax.Array,
+    num_episodes: int,
+    seed: int,
+    max_steps: int = 100_000,
+    render_to: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`evaluate` for a host (Python) environment: `num_episodes` fresh copies of
+    `env_name` (seeded `EVAL_SEED_OFFSET + seed + i`), each run to its first episode end.
+
+    With `render_to`, the first copy is made with `render_mode="rgb_array"` and its frames
+    are written to that video file.
+    """
+    from purerl import envs
+
+    vec = envs.make_host(env_name, num_episodes)
+    frames: list[np.ndarray] = []
+    renderer = _renderer(env_name) if render_to else None
+    try:
+        obs = vec.reset(EVAL_SEED_OFFSET + seed)
+        if renderer is not None:
+            renderer.reset(seed=EVAL_SEED_OFFSET + seed)
+            frames.append(_frame(renderer, env_name))
+        returns = np.zeros(num_episodes, np.float64)
+        done = np.zeros(num_episodes, bool)
+        for _ in range(max_steps):
+            key, act_key = jax.random.split(key)
+            action = np.asarray(policy(obs, act_key))
+            obs, _, _, _, _, ended_return, _, ended = vec.step(action)
+            if renderer is not None and not done[0]:
+                renderer.step(action[0])
+                frames.append(_frame(renderer, env_name))
+            returns = np.where(ended & ~done, ended_return, returns)
+            done |= ended
+            if done.all():
+                break
+        else:
+            returns = np.where(done, returns, vec.episode_return)
+    finally:
+        vec.close()
+        if renderer is not None:
+            renderer.close()
+    if render_to:
+        write_video(render_to, frames, _fps(renderer))
+    return returns, done
+
+
+EVAL_SEED_OFFSET = 1_000_003  # Evaluation envs' seeds, apart from the training envs'.
+
+
+def _renderer(env_name: str) -> Any:
+    """One more copy of the environment that renders RGB frames, stepped beside the first
+    evaluation copy with the same seed and actions."""
+    from purerl.envs.registry import resolve
+
+    _, env_fn = resolve(env_name, render_mode="rgb_array")
+    return env_fn()
+
+
+def _frame(env: Any, env_name: str) -> np.ndarray:
+    try:
+        frame = env.render()
+    except Exception as e:
+        raise ValueError(f"Cannot render {env_name}: {e}") from e
+    if frame is None:
+        raise ValueError(f"{env_name} rendered no frame (does it support rgb_array?).")
+    return np.asarray(frame)
+
+
+def _fps(env: Any) -> int:
+    return int((getattr(env, "metadata", None) or {}).get("render_fps", 30) or 30)
+
+
+def write_video(path: str, frames: list[np.ndarray], fps: int) -> None:
+    """Writes RGB frames `[H, W, 3]` to `path`: an animated GIF (matplotlib and Pillow) or,
+    where ffmpeg is installed, any format it writes (.mp4)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.animation as animation
+    import matplotlib.pyplot as plt
+
+    if not frames or frames[0] is None:
+        raise ValueError("The environment rendered no frames (does it support rgb_array?).")
+    height, width = frames[0].shape[:2]
+    fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.axis("off")
+    image = ax.imshow(frames[0])
+
+    def draw(i: int) -> list[Any]:
+        image.set_data(frames[i])
+        return [image]
+
+    movie = animation.FuncAnimation(fig, draw, frames=len(frames), interval=1000 / fps, blit=True)
+    writer = "pillow" if str(path).endswith(".gif") else "ffmpeg"
+    try:
+        movie.save(str(path), writer=writer, fps=fps)
+    finally:
+        plt.close(fig)

@@ -66,7 +66,6 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 def load_agent(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     """`(agent, agent_states[seeds, ...], config)` of a finished run."""
     from purerl import envs
-    from purerl.envs.base import env_spec
 
     config = read_config(Path(run_dir))
     module, agent_config = config["module"], config["agent_config"]
@@ -75,8 +74,10 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
         if config["agent"] == "ppo"
         else module.make(agent_config)
     )
-    env, env_params = envs.make(config["run"]["env"])
-    template = agent.init(jax.random.PRNGKey(0), env_spec(env, env_params))
+    loop, made = envs.resolve(config["run"]["env"])
+    env, env_params = made if loop == "device" else (None, None)
+    spec = envs.spec(config["run"]["env"])
+    template = agent.init(jax.random.PRNGKey(0), spec)
     num_seeds = int(config["run"]["num_seeds"])
     template = jax.tree.map(lambda x: jnp.stack([x] * num_seeds), template)
     path = Path(run_dir) / POLICY_FILE
@@ -87,7 +88,8 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
         _check_like(states, template)
     except Exception as e:
         raise ValueError(f"Cannot read the saved policy {path}: {e}") from e
-    config.update(env=env, env_params=env_params)
+    # For a host (Python) environment, `env` and `env_params` are None.
+    config.update(env=env, env_params=env_params, spec=spec)
     return agent, states, config
 
 
