@@ -73,5 +73,7 @@ class Checkpoints:
         return restored["runner"], restored["host"]
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        if self.manager is not None:
+            self.manager.wait_until_finished()
+            self.manager.close()
+            self.manager = None

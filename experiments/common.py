@@ -20,6 +20,7 @@ from typing import Any, Literal, NamedTuple
 import jax
 import numpy as np
 from purerl.agents.base import Agent
+from purerl.envs.host import HostEnvError
 from purerl.experiments import anakin
 from purerl.experiments.checkpoint import Checkpoints, decode_history, encode_history
 from purerl.experiments.plot import CURVE_FILE, RETURNS_FILE, plot, write_returns
@@ -373,17 +374,26 @@ def _train(
                 }
                 checkpoints.save(interval, runner, host)
             if stop.requested:
-                if checkpoints:
-                    checkpoints.close()
                 raise KeyboardInterrupt(
                     f"Stopped after {steps:,} steps; continue with --resume {run_dir}"
                     if checkpoints
                     else f"Stopped after {steps:,} steps (checkpoints were off)."
                 )
+    except HostEnvError as e:
+        saved = checkpoints is not None and checkpoints.manager.latest_step() is not None
+        raise HostEnvError(
+            f"{e}. "
+            + (
+                f"The last checkpoint in {run_dir / 'checkpoints'} is intact: fix the "
+                f"environment and continue with --resume {run_dir}."
+                if saved
+                else f"No checkpoint had been saved; the metrics so far are in {run_dir}."
+            )
+        ) from e
     finally:
         stop.restore()
-    if checkpoints:
-        checkpoints.close()
+        if checkpoints:
+            checkpoints.close()  # Lets a save in flight finish, whatever stopped the run.
 
     final_states = loop.agent_states(runner)
     eval_returns = _evaluate(agent, loop, final_states, run)
@@ -546,6 +556,13 @@ def cli_main(fn: Callable[[], Any]) -> None:
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except HostEnvError as e:  # The user's environment failed; its traceback is theirs.
+        import traceback
+
+        if e.__cause__ is not None:
+            traceback.print_exception(e.__cause__.__cause__ or e.__cause__, file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 def resume_configs(args: Any, agent_name: str) -> tuple[RunConfig, Any]:

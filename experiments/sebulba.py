@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, SingleDeviceSharding
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from purerl.agents.base import Agent, Transition
 from purerl.envs.host import HostEnvError, HostVecEnv
@@ -106,11 +106,7 @@ class HostLoop:
         self.actor_device = mesh.devices.flat[0]
         self.sharding = NamedSharding(mesh, P(DEVICE_AXIS))
         self._learn = self._make_learn(learn)
-        actor = SingleDeviceSharding(self.actor_device)
-        self._to_actor_full = jax.jit(
-            lambda runner: jax.tree.map(lambda x: x[0, 0], runner.agent_state),
-            out_shardings=actor,
-        )
+        self._squeeze = jax.jit(lambda leaves: [x[0, 0] for x in leaves])
 
         self._act: Any = None  # Built in `init`, once the state's structure is known.
         self.actor_wait = self.learner_wait = self.interval_seconds = 0.0
@@ -211,7 +207,8 @@ class HostLoop:
 
     def _to_actor(self, learner: Runner) -> list[jax.Array]:
         """What the actor acts with: the leaves of the learner's state `act` reads."""
-        return self._select(self._to_actor_full(learner))
+        # Device 0's copy (the devices hold equal states), squeezed to one agent state.
+        return self._squeeze([x.addressable_data(0) for x in self._select(learner.agent_state)])
 
     def _replicate(self, tree: Any) -> Any:
         d = self.num_devices

@@ -26,16 +26,18 @@ class DictObs(gymnasium.Env):
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         self.t = 0
-        return self.observation_space.sample(), {}
+        return self._obs(), {}
 
-    def step(self, action):
-        self.t += 1
-        obs = {
+    def _obs(self):
+        return {
             "x": self.np_random.uniform(-1, 1, 2).astype(np.float32),
             "k": int(self.np_random.integers(3)),
             "m": self.np_random.integers([2, 3]),
         }
-        return obs, float(action), self.t >= 5, False, {}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), float(action), self.t >= 5, False, {}
 
 
 class TextObs(gymnasium.Env):
@@ -96,3 +98,4 @@ class Catch(dm_env.Environment):
 
     def action_spec(self):
         return specs.DiscreteArray(2, name="action")
+INSTANCE = Catch()

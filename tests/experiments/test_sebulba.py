@@ -1,0 +1,136 @@
+"""The host loop (Sebulba): Python environments train with the same agents, runs are
+deterministic whatever the threads' timing, and a failing environment stops the run with a
+clear error and an intact checkpoint."""
+
+import json
+import os
+
+import pytest
+from purerl.experiments import dqn, ppo
+from purerl.experiments.checkpoint import Checkpoints
+from purerl.experiments.common import cli_main
+
+from tests.envs import my_host_envs
+
+CORRIDOR = "examples.custom_gymnasium_env:Corridor"
+
+
+def test_ppo_learns_a_users_gymnasium_env_from_module_class(tmp_path):
+    summary = ppo.main(
+        ["--env", CORRIDOR, "--total-timesteps", "20000", "--run-dir", str(tmp_path), "--quiet"]
+    )
+    assert summary["loop"] == "host"
+    assert summary["final_return_mean"] > 0.85  # Random play: about -0.2.
+
+
+def test_dqn_learns_a_users_gymnasium_env_by_registered_id(tmp_path):
+    summary = dqn.main(
+        [
+            "--env",
+            "gymnasium:examples.custom_gymnasium_env:Corridor-v0",
+            "--total-timesteps",
+            "20000",
+            "--learning-starts",
+            "1000",
+            "--epsilon-decay-steps",
+            "8000",
+            "--epsilon-end",
+            "0.01",
+            "--run-dir",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
+    assert summary["final_return_mean"] > 0.85
+
+
+def short_run(run_dir, *extra):
+    return ppo.main(
+        [
+            "--env",
+            "gymnasium:CartPole-v1",
+            "--total-timesteps",
+            "8192",
+            "--num-logs",
+            "4",
+            "--num-envs",
+            "4",
+            "--num-steps",
+            "32",
+            "--run-dir",
+            str(run_dir),
+            "--quiet",
+            *(extra or ("--num-devices", "1")),
+        ]
+    )
+
+
+def test_runs_are_deterministic_whatever_the_thread_timing(tmp_path):
+    a = short_run(tmp_path / "a")
+    b = short_run(tmp_path / "b")
+    assert (tmp_path / "a/policy.msgpack").read_bytes() == (tmp_path / "b/policy.msgpack").read_bytes()
+    assert a["final_return"] == b["final_return"]
+    # Staleness 0 acts with fresher parameters, so it is a different (equally fixed) run.
+    short_run(tmp_path / "c", "--max-staleness", "0", "--num-devices", "1")
+    assert (tmp_path / "a/policy.msgpack").read_bytes() != (tmp_path / "c/policy.msgpack").read_bytes()
+
+
+def test_wait_fractions_are_logged(tmp_path):
+    short_run(tmp_path)
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "actor_wait_fraction" in header and "learner_wait_fraction" in header
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["run"]["max_staleness"] == 1
+
+
+def test_the_learner_runs_data_parallel_on_the_host_loop(tmp_path):
+    summary = short_run(tmp_path, "--num-devices", "2")
+    assert summary["devices"]["count"] == 2
+
+
+def test_host_envs_train_one_seed_per_process(tmp_path):
+    with pytest.raises(ValueError, match="one seed per"):
+        short_run(tmp_path, "--num-seeds", "2")
+
+
+def test_an_env_that_raises_stops_the_run_naming_it_and_keeps_the_checkpoint(
+    tmp_path, monkeypatch, capsys
+):
+    argv = [
+        "--env",
+        "tests.envs.my_host_envs:Exploding",
+        "--num-devices",
+        "1",
+        "--num-envs",
+        "2",
+        "--num-steps",
+        "16",
+        "--num-minibatches",
+        "2",
+        "--total-timesteps",
+        "3200",
+        "--num-logs",
+        "10",
+        "--checkpoint-every",
+        "320",
+        "--run-dir",
+        str(tmp_path),
+        "--quiet",
+    ]
+    my_host_envs.Exploding.steps = 0
+    monkeypatch.setenv("PURERL_TEST_EXPLODE_AT", "1000")  # In the 4th logging interval.
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(lambda: ppo.main(argv))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "the simulator crashed" in err
+    assert "tests.envs.my_host_envs:Exploding raised in step" in err
+    assert f"--resume {tmp_path}" in err
+    assert not (tmp_path / "summary.json").exists()
+    checkpoints = Checkpoints(tmp_path, 3)
+    assert checkpoints.manager.latest_step() == 2  # Intervals 0, 1 and 2 were saved.
+    checkpoints.close()
+    monkeypatch.delenv("PURERL_TEST_EXPLODE_AT")
+    summary = ppo.main(["--resume", str(tmp_path), "--quiet"])
+    assert summary["total_timesteps"] == 3200
+    assert os.path.exists(tmp_path / "policy.msgpack")
