@@ -162,13 +162,16 @@ class HostVecEnv:
         self.raw_observation_space = raw_obs
         self.spec = EnvSpec(agent_observation_space(raw_obs), action_space)
         self._flatten = not isinstance(raw_obs, spaces.Box)
-        vector = (
-            gymnasium.vector.AsyncVectorEnv if mode == "async" else gymnasium.vector.SyncVectorEnv
-        )
         make = _EnvFactory(env_fn, name)
-        self.vec = vector(
-            [make] * num_envs, autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP
-        )
+        same_step = gymnasium.vector.AutoresetMode.SAME_STEP
+        if mode == "async":
+            # Not forked from this (multithreaded, JAX-running) process: a fork could
+            # deadlock. The env factory is pickled to the workers instead.
+            self.vec = gymnasium.vector.AsyncVectorEnv(
+                [make] * num_envs, autoreset_mode=same_step, context="forkserver"
+            )
+        else:
+            self.vec = gymnasium.vector.SyncVectorEnv([make] * num_envs, autoreset_mode=same_step)
         self.steps = 0  # Vector steps taken, for messages.
         self.episode_return = np.zeros(num_envs, np.float64)
         self.episode_length = np.zeros(num_envs, np.int64)

@@ -48,8 +48,8 @@ class RunConfig:
       num_logs: logging intervals; the host sees the device once per interval.
       run_dir: where the summary and metrics go (default: runs/AGENT_ENV_TIME).
       quiet: print only the summary.
-      plot: also draw RUN_DIR/learning_curve.png at the end (matplotlib: about 0.7 s);
-        `python -m purerl.experiments.plot RUN_DIR` draws it any time.
+      plot: draw RUN_DIR/learning_curve.png at the end (matplotlib: about 0.7 s; --no-plot
+        skips it); `python -m purerl.experiments.plot RUN_DIR` draws it any time.
       eval_episodes: greedy/deterministic evaluation episodes per seed at the end, on
         fresh environment instances (0: none; its compile costs about a second).
       checkpoint_every: save the whole training state every this many env steps (per
@@ -64,7 +64,14 @@ class RunConfig:
       host_envs: host loop only: step the Python envs in this process ("sync") or one
         subprocess each ("async", for slow envs; not bit-identical on resume).
       max_staleness: host loop only: how many learner updates the acting parameters may
-        lag; 0 alternates actor and learner, 1 overlaps them.
+        lag; 0 alternates actor and learner, 1 overlaps them. Default: 0 for on-policy
+        agents (PPO; its clipped ratio learns worse from stale rollouts: on Gymnasium
+        CartPole 2 of 3 seeds missed 475 with 1, none with 0), 1 for off-policy ones (DQN).
+      eval_every: also evaluate every this many env steps (at the end of the logging
+        interval that crosses it), with --eval-episodes episodes (10 if that is 0); logged
+        apart from training returns, to RUN_DIR/eval.csv and TensorBoard's eval/. 0: never.
+      tensorboard: write TensorBoard event files to RUN_DIR/tensorboard.
+      wandb_project: also log to this Weights & Biases project (needs `pip install wandb`).
     """
 
     env: str = "CartPole-v1"
@@ -75,21 +82,26 @@ class RunConfig:
     num_logs: int = 20
     run_dir: str | None = None
     quiet: bool = False
-    plot: bool = False
+    plot: bool = True
     eval_episodes: int = 0
     checkpoint_every: int | None = None
     keep_checkpoints: int = 3
     resume: str | None = None
     config: str | None = None
     host_envs: Literal["sync", "async"] = "sync"
-    max_staleness: int = 1
+    max_staleness: int | None = None
+    eval_every: int = 0
+    tensorboard: bool = True
+    wandb_project: str | None = None
 
     def __post_init__(self) -> None:
         if self.checkpoint_every is not None and self.checkpoint_every < 0:
             raise ValueError(f"--checkpoint-every must be 0 or more; got {self.checkpoint_every}.")
         if self.keep_checkpoints < 1:
             raise ValueError(f"--keep-checkpoints must be positive; got {self.keep_checkpoints}.")
-        if self.max_staleness < 0:
+        if self.eval_every < 0:
+            raise ValueError(f"--eval-every must be 0 or more; got {self.eval_every}.")
+        if self.max_staleness is not None and self.max_staleness < 0:
             raise ValueError(f"--max-staleness must be 0 or more; got {self.max_staleness}.")
         if self.eval_episodes < 0:
             raise ValueError(f"--eval-episodes must be 0 or more; got {self.eval_episodes}.")
@@ -265,7 +277,7 @@ def train(
             the_plan.updates_per_interval // k,
             mesh,
             recipe.buffer,
-            run.max_staleness,
+            (int(off_policy) if run.max_staleness is None else run.max_staleness),
             run.seed,
         )
         where = f"{recipe.num_envs} {run.host_envs} Python envs on the host, learner on"
@@ -303,6 +315,8 @@ def _train(
             )
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, agent_name, run, agent_config)
+    from purerl.experiments.logger import MetricsWriter, Progress
+
     say = (lambda *a: None) if run.quiet else (lambda *a: print(*a, flush=True))
     device = mesh.devices.flat[0]
     say(
@@ -332,7 +346,13 @@ def _train(
         start, train_seconds = host["interval"] + 1, host["train_seconds"]
         history, rows = decode_history(host["history"]), host["rows"]
         say(f"  resumed from the checkpoint after {int(rows[-1]['step']):,} steps")
+    eval_rows = list(host.get("eval_rows", [])) if run.resume else []
     seed_returns = [_seed_returns(h) for h in history]
+    writer = MetricsWriter(
+        run_dir, run.tensorboard, run.wandb_project, {"run": dataclasses.asdict(run)}, bool(start)
+    )
+    progress = Progress(the_plan.total_steps, run.quiet, int(rows[-1]["step"]) if rows else 0)
+    evaluator = None
     stop = _StopRequest()
     last_save = time.perf_counter()
     try:
@@ -350,12 +370,21 @@ def _train(
             seed_returns.append(_seed_returns(metrics))
             write_returns(run_dir / RETURNS_FILE, [r["step"] for r in rows], np.stack(seed_returns))
             _check_finite(metrics, agent_name, interval, run_dir)
-            say(
-                f"  {steps:>11,} / {the_plan.total_steps:,} steps | "
-                f"{row['steps_per_second']:>9,.0f} steps/s | return {row['episode_return']:8.2f}"
-            )
+            writer.write(row)
+            progress.update(steps, row)
             last = interval == the_plan.num_intervals - 1
             previous = steps - the_plan.updates_per_interval * the_plan.steps_per_update
+            if run.eval_every and steps // run.eval_every > previous // run.eval_every:
+                if evaluator is None:
+                    evaluator = _PeriodicEvaluator(agent, loop, run)
+                returns = evaluator(loop.agent_states(runner), steps)
+                eval_rows.append(
+                    {"step": steps, "eval_return": float(np.mean(returns))}
+                    | {f"eval_return_seed{run.seed + i}": float(r) for i, r in enumerate(returns)}
+                )
+                _write_csv(run_dir / "eval.csv", eval_rows)
+                writer.write(eval_rows[-1], "eval")
+                progress.say(f"  eval after {steps:,} steps: return {np.mean(returns):.2f}")
             periodic = bool(every) and steps // every > previous // every
             if run.checkpoint_every is None:  # The default: no more than once a minute.
                 periodic &= time.perf_counter() - last_save >= DEFAULT_CHECKPOINT_SECONDS
@@ -371,6 +400,7 @@ def _train(
                     "history": encode_history(history),
                     "rows": rows,
                     "loop": loop.host_state(),
+                    "eval_rows": eval_rows,
                 }
                 checkpoints.save(interval, runner, host)
             if stop.requested:
@@ -392,6 +422,8 @@ def _train(
         ) from e
     finally:
         stop.restore()
+        progress.close()
+        writer.close()
         if checkpoints:
             checkpoints.close()  # Lets a save in flight finish, whatever stopped the run.
 
@@ -414,6 +446,7 @@ def _train(
         "eval_episodes": run.eval_episodes,
         "eval_return": [float(x) for x in eval_returns],
         "eval_return_mean": float(np.mean(eval_returns)) if run.eval_episodes else float("nan"),
+        "periodic_eval": eval_rows,
         "loop": "device" if isinstance(loop, _DeviceLoop) else "host",
         "compile_seconds": compile_seconds,
         "train_seconds": train_seconds,
@@ -494,6 +527,41 @@ def _evaluate(agent: Agent, loop: Any, states: Any, run: RunConfig) -> np.ndarra
             )
         means.append(float(np.mean(np.asarray(returns))))
     return np.asarray(means)
+
+
+class _PeriodicEvaluator:
+    """Deterministic evaluation episodes during training, compiled once (the agent state is
+    an argument), on fresh environment instances apart from the training ones."""
+
+    def __init__(self, agent: Agent, loop: Any, run: RunConfig):
+        from purerl.experiments.evaluate import evaluate, evaluate_host
+
+        self.run, self.episodes = run, run.eval_episodes or 10
+        act = jax.jit(lambda state, obs, key: agent.act(state, obs, key, deterministic=True)[0])
+        if isinstance(loop, _DeviceLoop):
+            env, params, n = loop.env, loop.env_params, self.episodes
+
+            @jax.jit
+            def episodes(state: Any, key: jax.Array) -> jax.Array:
+                return evaluate(functools.partial(act, state), env, params, key, n)[0]
+
+            self._episodes = lambda state, key, seed: np.asarray(episodes(state, key))
+        else:
+
+            def host(state: Any, key: jax.Array, seed: int) -> np.ndarray:
+                policy = functools.partial(act, state)
+                return evaluate_host(policy, run.env, key, self.episodes, seed)[0]
+
+            self._episodes = host
+
+    def __call__(self, states: Any, step: int) -> np.ndarray:
+        """Each seed's mean return after `step` env steps."""
+        means = []
+        for i in range(self.run.num_seeds):
+            state = jax.tree.map(lambda x, i=i: x[i], states)
+            key = jax.random.fold_in(eval_key(self.run.seed + i), step)
+            means.append(float(np.mean(self._episodes(state, key, self.run.seed + i))))
+        return np.asarray(means)
 
 
 def _check_finite(metrics: dict[str, np.ndarray], agent: str, interval: int, run_dir: Path) -> None:

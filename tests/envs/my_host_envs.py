@@ -98,4 +98,6 @@ class Catch(dm_env.Environment):
 
     def action_spec(self):
         return specs.DiscreteArray(2, name="action")
+
+
 INSTANCE = Catch()

@@ -154,7 +154,8 @@ def test_an_env_that_raises_names_itself_and_the_step(monkeypatch):
     vec.step(np.zeros(2, np.int64))
     vec.step(np.zeros(2, np.int64))
     vec.step(np.zeros(2, np.int64))
-    with pytest.raises(envs.HostEnvError, match=r"my_host_envs:Exploding raised in step 3.*crashed"):
+    message = r"my_host_envs:Exploding raised in step 3.*crashed"
+    with pytest.raises(envs.HostEnvError, match=message):
         vec.step(np.zeros(2, np.int64))
 
 

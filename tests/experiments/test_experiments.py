@@ -44,7 +44,7 @@ def small_run(tmp_path, name, seed=0, num_seeds=1, agent="ppo", **kw):
         run_dir=str(tmp_path / name),
         quiet=True,
         num_devices=1,
-        **kw,
+        **{"plot": False, **kw},
     )
     if agent == "ppo":
         return ppo.run(run, SMALL_PPO)
@@ -74,7 +74,8 @@ def test_summary_has_its_fields_and_same_seed_is_bit_identical(tmp_path, agent):
     assert metrics(tmp_path / "a") != metrics(tmp_path / "c")
     steps = [int(r["step"]) for r in metrics(tmp_path / "a")]
     assert steps == sorted(steps) and steps[-1] == a["total_timesteps"]
-    assert not (tmp_path / "a" / "learning_curve.png").exists()  # Only with --plot.
+    assert not (tmp_path / "a" / "learning_curve.png").exists()  # --no-plot.
+    assert list((tmp_path / "a" / "tensorboard").glob("events.out.tfevents.*"))
 
 
 def test_vmapped_seeds_train_independently(tmp_path):
@@ -266,3 +267,13 @@ def test_the_resolved_config_is_saved_with_the_run(tmp_path):
     assert saved["agent_config"]["update_epochs"] == 2
     assert saved["agent_config"]["num_minibatches"] == 4
     assert saved["run"]["config"] == str(path)
+
+
+def test_periodic_evaluation_is_logged_apart_from_training(tmp_path):
+    summary = small_run(tmp_path, "eval", eval_every=4096, eval_episodes=3)
+    with open(tmp_path / "eval" / "eval.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [4096, summary["total_timesteps"]]
+    assert all(np.isfinite(float(r["eval_return"])) for r in rows)
+    assert summary["periodic_eval"][-1]["eval_return"] == float(rows[-1]["eval_return"])
+    assert "eval_return" not in metrics(tmp_path / "eval")[0]  # Training rows stay apart.
