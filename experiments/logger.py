@@ -86,7 +86,7 @@ class Progress:
 
         self._bar = RichProgress(
             TextColumn("[bold]steps"),
-            BarColumn(),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(),
             TextColumn("{task.fields[sps]} steps/s"),
             TextColumn("return {task.fields[ret]}"),

@@ -4,9 +4,13 @@ clear error and an intact checkpoint."""
 
 import json
 import os
+import sys
 
+import jax
+import numpy as np
+import purerl
 import pytest
-from purerl.experiments import dqn, ppo
+from purerl.experiments import dqn, enjoy, ppo
 from purerl.experiments.checkpoint import Checkpoints
 from purerl.experiments.common import cli_main
 
@@ -15,12 +19,18 @@ from tests.envs import my_host_envs
 CORRIDOR = "examples.custom_gymnasium_env:Corridor"
 
 
-def test_ppo_learns_a_users_gymnasium_env_from_module_class(tmp_path):
+def test_ppo_learns_a_users_gymnasium_env_from_module_class(tmp_path, capsys):
     summary = ppo.main(
         ["--env", CORRIDOR, "--total-timesteps", "20000", "--run-dir", str(tmp_path), "--quiet"]
     )
     assert summary["loop"] == "host"
     assert summary["final_return_mean"] > 0.85  # Random play: about -0.2.
+    # The saved policy loads back for research code, and replays with a video.
+    policy = purerl.load_policy(tmp_path)
+    assert policy(np.zeros((3, 9), np.float32), jax.random.PRNGKey(0)).shape == (3,)
+    enjoy.main([str(tmp_path), "--episodes", "3", "--render", str(tmp_path / "run.gif")])
+    assert "return 0.9" in capsys.readouterr().out
+    assert (tmp_path / "run.gif").read_bytes().startswith(b"GIF8")
 
 
 def test_dqn_learns_a_users_gymnasium_env_by_registered_id(tmp_path):
@@ -135,3 +145,9 @@ def test_an_env_that_raises_stops_the_run_naming_it_and_keeps_the_checkpoint(
     summary = ppo.main(["--resume", str(tmp_path), "--quiet"])
     assert summary["total_timesteps"] == 3200
     assert os.path.exists(tmp_path / "policy.msgpack")
+
+
+def test_asking_for_wandb_without_it_installed_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # As if not installed: import fails.
+    with pytest.raises(ValueError, match="pip install wandb"):
+        short_run(tmp_path, "--wandb-project", "purerl-test", "--num-devices", "1")
