@@ -50,7 +50,8 @@ class HostRunner(NamedTuple):
       learner: the learner's `Runner` (`env_state` and `obs` empty), leaves `[devices, 1, ...]`
         sharded over the mesh, as the device loop's with one seed.
       actor_states: the `max_staleness` agent states the next rollouts act with, oldest first
-        (versions `rollouts - max_staleness + j`, clipped at 0), on the actor's device.
+        (versions `rollouts - max_staleness + j`, clipped at 0), on the actor's device; each
+        holds only the leaves of the agent state that `act` reads.
       actor_key: the actor's PRNG key.
     """
 
