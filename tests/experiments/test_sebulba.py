@@ -151,3 +151,13 @@ def test_asking_for_wandb_without_it_installed_is_a_clear_error(tmp_path, monkey
     monkeypatch.setitem(sys.modules, "wandb", None)  # As if not installed: import fails.
     with pytest.raises(ValueError, match="pip install wandb"):
         short_run(tmp_path, "--wandb-project", "purerl-test", "--num-devices", "1")
+
+
+def test_resuming_async_envs_says_it_cannot_be_exact(tmp_path, capsys):
+    # Subprocess envs' state cannot be saved: the resumed run says so instead of pretending.
+    short_run(tmp_path, "--host-envs", "async", "--checkpoint-every", "4096", "--num-devices", "1")
+    (tmp_path / "summary.json").unlink()
+    capsys.readouterr()
+    ppo.main(["--resume", str(tmp_path), "--quiet"])
+    assert "will not be bit-identical" in capsys.readouterr().err
+    assert (tmp_path / "summary.json").exists()
