@@ -161,8 +161,8 @@ class HostVecEnv:
         check_spaces(raw_obs, action_space, name)
         self.raw_observation_space = raw_obs
         self.spec = EnvSpec(agent_observation_space(raw_obs), action_space)
-        self._flatten = not isinstance(raw_obs, spaces.Box)
-        make = _EnvFactory(env_fn, name)
+        # Each env flattens its own observations (final ones included) before batching.
+        make = _EnvFactory(env_fn, name, flatten=not isinstance(raw_obs, spaces.Box))
         same_step = gymnasium.vector.AutoresetMode.SAME_STEP
         if mode == "async":
             # Not forked from this (multithreaded, JAX-running) process: a fork could
@@ -180,10 +180,7 @@ class HostVecEnv:
 
     # Observations ------------------------------------------------------------------
     def _agent_obs(self, obs: Any) -> np.ndarray:
-        if self._flatten:
-            obs = _flatten_batch(self.raw_observation_space, obs, self.num_envs)
-        dtype = self.spec.observation_space.dtype
-        return np.asarray(obs, dtype=dtype)
+        return np.asarray(obs, dtype=self.spec.observation_space.dtype)
 
     # Stepping ----------------------------------------------------------------------
     def reset(self, seed: int) -> np.ndarray:
@@ -224,10 +221,7 @@ class HostVecEnv:
         if done.any():
             final_obs = obs.copy()
             for i in np.flatnonzero(info["_final_obs"]):
-                one = info["final_obs"][i]
-                if self._flatten:
-                    one = spaces.flatten(self.raw_observation_space, one)
-                final_obs[i] = np.asarray(one, obs.dtype)
+                final_obs[i] = np.asarray(info["final_obs"][i], obs.dtype)
             ended_return = np.where(done, self.episode_return, 0.0)
             ended_length = np.where(done, self.episode_length, 0)
             self.episode_return[done] = 0.0
@@ -257,13 +251,15 @@ class HostVecEnv:
 
 
 class _EnvFactory:
-    """Makes one env as a `gymnasium.Env` (picklable when `env_fn` is, for subprocesses)."""
+    """Makes one env as a `gymnasium.Env`, its observations flattened by Gymnasium's
+    `FlattenObservation` when asked (picklable when `env_fn` is, for subprocesses)."""
 
-    def __init__(self, env_fn: Callable[[], Any], name: str):
-        self.env_fn, self.name = env_fn, name
+    def __init__(self, env_fn: Callable[[], Any], name: str, flatten: bool):
+        self.env_fn, self.name, self.flatten = env_fn, name, flatten
 
     def __call__(self) -> gymnasium.Env:
-        return as_gymnasium(self.env_fn(), self.name)
+        env = as_gymnasium(self.env_fn(), self.name)
+        return gymnasium.wrappers.FlattenObservation(env) if self.flatten else env
 
 
 def as_gymnasium(env: Any, name: str) -> gymnasium.Env:
@@ -281,24 +277,3 @@ def as_gymnasium(env: Any, name: str) -> gymnasium.Env:
         f"{name} gave {type(env).__name__}, which is neither a gymnasium.Env nor a "
         "dm_env.Environment."
     )
-
-
-def _flatten_batch(space: spaces.Space, obs: Any, num_envs: int) -> np.ndarray:
-    """Flattens a batch of observations of `space` as Gymnasium's vector API stacks them."""
-    if isinstance(space, spaces.Discrete):
-        out = np.zeros((num_envs, int(space.n)), np.float32)
-        out[np.arange(num_envs), np.asarray(obs) - int(space.start)] = 1.0
-        return out
-    if isinstance(space, (spaces.MultiBinary, spaces.MultiDiscrete)) or isinstance(
-        space, spaces.Box
-    ):
-        return np.stack([spaces.flatten(space, obs[i]) for i in range(num_envs)])
-    if isinstance(space, spaces.Dict):
-        return np.concatenate(
-            [_flatten_batch(sub, obs[k], num_envs) for k, sub in space.spaces.items()], axis=1
-        )
-    if isinstance(space, spaces.Tuple):
-        return np.concatenate(
-            [_flatten_batch(sub, obs[i], num_envs) for i, sub in enumerate(space.spaces)], axis=1
-        )
-    return np.stack([spaces.flatten(space, o) for o in gymnasium.vector.utils.iterate(space, obs)])

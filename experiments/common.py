@@ -282,6 +282,20 @@ def train(
         )
         where = f"{recipe.num_envs} {run.host_envs} Python envs on the host, learner on"
     else:
+        unused = [
+            flag
+            for flag, given in (
+                ("--host-envs", run.host_envs != "sync"),
+                ("--max-staleness", run.max_staleness is not None),
+            )
+            if given
+        ]
+        if unused:
+            print(
+                f"warning: {run.env} is a JAX environment, so it runs on the device loop; "
+                f"not using the host-loop option(s) {', '.join(unused)}.",
+                file=sys.stderr,
+            )
         env, env_params = made
         the_plan = plan(run.total_timesteps, steps_per_update, run.num_logs)
         recipe = build(num_devices, the_plan, False)
@@ -376,7 +390,7 @@ def _train(
             previous = steps - the_plan.updates_per_interval * the_plan.steps_per_update
             if run.eval_every and steps // run.eval_every > previous // run.eval_every:
                 if evaluator is None:
-                    evaluator = _PeriodicEvaluator(agent, loop, run)
+                    evaluator = _Evaluator(agent, loop, run)
                 returns = evaluator(loop.agent_states(runner), steps)
                 eval_rows.append(
                     {"step": steps, "eval_return": float(np.mean(returns))}
@@ -428,7 +442,10 @@ def _train(
             checkpoints.close()  # Lets a save in flight finish, whatever stopped the run.
 
     final_states = loop.agent_states(runner)
-    eval_returns = _evaluate(agent, loop, final_states, run)
+    eval_returns = np.zeros((0,))
+    if run.eval_episodes:
+        evaluator = evaluator or _Evaluator(agent, loop, run)
+        eval_returns = evaluator(final_states)
     save_policy(run_dir, final_states)
 
     stacked = {k: np.concatenate([h[k] for h in history]) for k in history[0]}
@@ -503,35 +520,10 @@ class _StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _evaluate(agent: Agent, loop: Any, states: Any, run: RunConfig) -> np.ndarray:
-    """Each seed's mean return over `run.eval_episodes` deterministic episodes."""
-    if not run.eval_episodes:
-        return np.zeros((0,))
-    from purerl.experiments.evaluate import evaluate_host, evaluate_jitted
-
-    means = []
-    for i in range(run.num_seeds):  # One seed at a time, as load_policy will replay it.
-        state = jax.tree.map(lambda x, i=i: x[i], states)
-
-        @jax.jit
-        def policy(obs: Any, key: jax.Array, state: Any = state) -> jax.Array:
-            return agent.act(state, obs, key, deterministic=True)[0]
-
-        if isinstance(loop, _DeviceLoop):
-            returns, _ = evaluate_jitted(
-                policy, loop.env, loop.env_params, eval_key(run.seed + i), run.eval_episodes
-            )
-        else:
-            returns, _ = evaluate_host(
-                policy, run.env, eval_key(run.seed + i), run.eval_episodes, run.seed + i
-            )
-        means.append(float(np.mean(np.asarray(returns))))
-    return np.asarray(means)
-
-
-class _PeriodicEvaluator:
-    """Deterministic evaluation episodes during training, compiled once (the agent state is
-    an argument), on fresh environment instances apart from the training ones."""
+class _Evaluator:
+    """Deterministic evaluation episodes, during training and at its end, on fresh
+    environment instances apart from the training ones; compiled once (the agent state is
+    an argument)."""
 
     def __init__(self, agent: Agent, loop: Any, run: RunConfig):
         from purerl.experiments.evaluate import evaluate, evaluate_host
@@ -554,12 +546,15 @@ class _PeriodicEvaluator:
 
             self._episodes = host
 
-    def __call__(self, states: Any, step: int) -> np.ndarray:
-        """Each seed's mean return after `step` env steps."""
+    def __call__(self, states: Any, step: int | None = None) -> np.ndarray:
+        """Each seed's mean return after `step` env steps (None: at the end, with the keys
+        `load_policy`'s users replay, `eval_key(seed)`)."""
         means = []
-        for i in range(self.run.num_seeds):
+        for i in range(self.run.num_seeds):  # One seed at a time, as load_policy replays it.
             state = jax.tree.map(lambda x, i=i: x[i], states)
-            key = jax.random.fold_in(eval_key(self.run.seed + i), step)
+            key = eval_key(self.run.seed + i)
+            if step is not None:
+                key = jax.random.fold_in(key, step)
             means.append(float(np.mean(self._episodes(state, key, self.run.seed + i))))
         return np.asarray(means)
 

@@ -56,14 +56,6 @@ def evaluate(
     return returns, done
 
 
-def evaluate_jitted(
-    policy: Policy, env: Environment, env_params: EnvParams, key: jax.Array, num_episodes: int
-) -> tuple[jax.Array, jax.Array]:
-    """`evaluate`, compiled."""
-    run = jax.jit(lambda k: evaluate(policy, env, env_params, k, num_episodes))
-    return run(key)
-
-
 def evaluate_host(
     policy: Policy,
     env_name: str,

@@ -50,8 +50,7 @@ class HostRunner(NamedTuple):
       learner: the learner's `Runner` (`env_state` and `obs` empty), leaves `[devices, 1, ...]`
         sharded over the mesh, as the device loop's with one seed.
       actor_states: the `max_staleness` agent states the next rollouts act with, oldest first
-        (versions `rollouts - max_staleness + j`, clipped at 0), on the actor's device; each
-        holds only the leaves of the agent state that `act` reads.
+        (versions `rollouts - max_staleness + j`, clipped at 0), on the actor's device.
       actor_key: the actor's PRNG key.
     """
 
@@ -107,10 +106,13 @@ class HostLoop:
         self.actor_device = mesh.devices.flat[0]
         self.sharding = NamedSharding(mesh, P(DEVICE_AXIS))
         self._learn = self._make_learn(learn)
-        self._squeeze = jax.jit(lambda leaves: [x[0, 0] for x in leaves])
+        self._squeeze = jax.jit(lambda tree: jax.tree.map(lambda x: x[0, 0], tree))
 
-        self._act: Any = None  # Built in `init`, once the state's structure is known.
-        self.actor_wait = self.learner_wait = self.interval_seconds = 0.0
+        def act(state: Any, obs: jax.Array, key: jax.Array) -> tuple[Any, jax.Array]:
+            key, act_key = jax.random.split(key)
+            return agent.act(state, obs, act_key), key
+
+        self._act = jax.jit(act)
 
     # Building ----------------------------------------------------------------------
     def _make_learn(self, learn: LearnFn) -> Any:
@@ -132,32 +134,6 @@ class HostLoop:
             donate_argnums=0,
         )
 
-    def _make_act(self, state: Any, obs: np.ndarray, key: jax.Array) -> Any:
-        """The actor's jitted step, `(state, obs, key) -> ((action, extras), key)`, taking
-        only the leaves of the agent state that `act` reads (the optimiser state, target
-        parameters and so on are left behind): fewer arguments, faster dispatch."""
-        leaves, treedef = jax.tree.flatten(state)
-        jaxpr = jax.make_jaxpr(lambda *ls: self.agent.act(treedef.unflatten(ls), obs, key))(
-            *leaves
-        ).jaxpr
-        read = {id(v) for eqn in jaxpr.eqns for v in eqn.invars} | {id(v) for v in jaxpr.outvars}
-        used = [id(v) in read for v in jaxpr.invars]
-        shapes = [jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in leaves]
-
-        def act(used_leaves: list[jax.Array], obs: jax.Array, key: jax.Array) -> Any:
-            it = iter(used_leaves)
-            full = [
-                next(it) if u else jnp.zeros(s.shape, s.dtype)
-                for u, s in zip(used, shapes, strict=True)
-            ]
-            key, act_key = jax.random.split(key)
-            return self.agent.act(treedef.unflatten(full), obs, act_key), key
-
-        def select(state: Any) -> list[jax.Array]:
-            return [x for x, u in zip(jax.tree.leaves(state), used, strict=True) if u]
-
-        return jax.jit(act).lower(select(state), obs, key).compile(), select
-
     def init(self) -> HostRunner:
         """The initial state; resets the envs and compiles the actor's and learner's steps."""
         seed_key = jax.random.PRNGKey(self.seed)
@@ -166,8 +142,7 @@ class HostLoop:
         actor_key = jax.random.fold_in(env_key, ACTOR_STREAM)
         spec = self.env.spec
         state = jax.jit(lambda key: self.agent.init(key, spec))(agent_key)
-        self._act, self._select = self._make_act(state, obs, actor_key)
-        (action, extras), _ = self._act(self._select(state), obs, actor_key)
+        (action, extras), _ = self._act(state, obs, actor_key)  # Compiles it.
         buffer_state = ()
         if self.buffer is not None:
             example = Transition(
@@ -206,10 +181,10 @@ class HostLoop:
         self._learn = self._learn.lower(learner, jax.device_put(example, self.sharding)).compile()
         return HostRunner(learner, (actor_state,) * self.staleness, actor_key)
 
-    def _to_actor(self, learner: Runner) -> list[jax.Array]:
-        """What the actor acts with: the leaves of the learner's state `act` reads."""
-        # Device 0's copy (the devices hold equal states), squeezed to one agent state.
-        return self._squeeze([x.addressable_data(0) for x in self._select(learner.agent_state)])
+    def _to_actor(self, learner: Runner) -> Any:
+        """What the actor acts with: device 0's copy of the learner's agent state (the
+        devices hold equal ones), squeezed to one unbatched state on that device."""
+        return self._squeeze(jax.tree.map(lambda x: x.addressable_data(0), learner.agent_state))
 
     def _replicate(self, tree: Any) -> Any:
         d = self.num_devices
@@ -262,21 +237,11 @@ class HostLoop:
                     if item is None:
                         return
                     t = time.perf_counter()
-                    while not stop.is_set():
-                        try:
-                            rollouts.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
+                    _put(rollouts, item, stop)
                     waits["actor"] += time.perf_counter() - t
                 key_box[0] = key
             except BaseException as e:  # Handed to the learner, which raises it.
-                while not stop.is_set():
-                    try:
-                        rollouts.put(e, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                _put(rollouts, e, stop)
 
         start = time.perf_counter()
         thread = threading.Thread(target=actor, name="purerl-actor", daemon=True)
@@ -298,13 +263,12 @@ class HostLoop:
             stop.set()
             versions.close()
             thread.join()
-        self.interval_seconds = time.perf_counter() - start
-        self.actor_wait, self.learner_wait = waits["actor"], learner_wait
+        seconds_total = time.perf_counter() - start
         self.rollouts = first + count
         states = tuple(versions.get(max(0, self.rollouts - s + j)) for j in range(s))
         metrics = {k: np.concatenate([h[k] for h in history], axis=1) for k in history[0]}
         for name, seconds in (("actor_wait", waits["actor"]), ("learner_wait", learner_wait)):
-            fraction = np.float32(seconds / self.interval_seconds)
+            fraction = np.float32(seconds / seconds_total)
             metrics[f"{name}_fraction"] = np.full(metrics["count"].shape, fraction)
         return HostRunner(learner, states, key_box[0]), metrics
 
@@ -352,6 +316,16 @@ class HostLoop:
 
     def close(self) -> None:
         self.env.close()
+
+
+def _put(rollouts: queue.Queue, item: Any, stop: threading.Event) -> None:
+    """Puts `item`, waiting for room, unless the learner stops first."""
+    while not stop.is_set():
+        try:
+            rollouts.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
 
 
 def _get(rollouts: queue.Queue, actor: threading.Thread) -> Any:

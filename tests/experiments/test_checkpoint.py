@@ -94,14 +94,33 @@ def assert_same_run(a, b):
     assert sa["total_timesteps"] == sb["total_timesteps"]
 
 
-@pytest.mark.parametrize("agent", ["ppo", "dqn"])
-def test_sigkill_then_resume_is_bit_identical(tmp_path, agent):
+HOST_ARGS = [
+    "--env",
+    "gymnasium:CartPole-v1",
+    "--total-timesteps",
+    "80000",
+    "--num-logs",
+    "20",
+    "--checkpoint-every",
+    "8000",
+    "--num-devices",
+    "1",
+]
+
+
+@pytest.mark.parametrize(
+    "agent, extra", [("ppo", ()), ("dqn", ()), ("ppo", HOST_ARGS)], ids=["ppo", "dqn", "ppo-host"]
+)
+def test_sigkill_then_resume_is_bit_identical(tmp_path, agent, extra):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    subprocess.run(command(agent, whole), env=ENV, check=True, timeout=300)
-    code, _ = interrupt_after_first_checkpoint(command(agent, killed), killed, signal.SIGKILL)
+    subprocess.run(command(agent, whole, *extra), env=ENV, check=True, timeout=300)
+    code, _ = interrupt_after_first_checkpoint(
+        command(agent, killed, *extra), killed, signal.SIGKILL
+    )
     assert code == -signal.SIGKILL
     assert not (killed / "summary.json").exists()  # It really stopped mid-run.
-    resume(agent, killed)
+    err = resume(agent, killed)
+    assert "not be bit-identical" not in err  # The host loop's sync envs were restored too.
     assert_same_run(whole, killed)
 
 
@@ -202,30 +221,3 @@ def test_a_short_default_run_keeps_no_checkpoint(tmp_path):
     ]
     subprocess.run(cmd, env=ENV, check=True, timeout=300)
     assert (run_dir / "policy.msgpack").exists() and not (run_dir / "checkpoints").exists()
-
-
-HOST_ARGS = [
-    "--env",
-    "gymnasium:CartPole-v1",
-    "--total-timesteps",
-    "80000",
-    "--num-logs",
-    "20",
-    "--checkpoint-every",
-    "8000",
-    "--num-devices",
-    "1",
-]
-
-
-def test_host_loop_sigkill_then_resume_is_bit_identical(tmp_path):
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    subprocess.run(command("ppo", whole, *HOST_ARGS), env=ENV, check=True, timeout=300)
-    code, _ = interrupt_after_first_checkpoint(
-        command("ppo", killed, *HOST_ARGS), killed, signal.SIGKILL
-    )
-    assert code == -signal.SIGKILL
-    assert not (killed / "summary.json").exists()
-    err = resume("ppo", killed)
-    assert "not be bit-identical" not in err  # Sync envs' state was saved and restored.
-    assert_same_run(whole, killed)

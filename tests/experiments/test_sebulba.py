@@ -161,3 +161,11 @@ def test_resuming_async_envs_says_it_cannot_be_exact(tmp_path, capsys):
     ppo.main(["--resume", str(tmp_path), "--quiet"])
     assert "will not be bit-identical" in capsys.readouterr().err
     assert (tmp_path / "summary.json").exists()
+
+
+def test_host_loop_options_on_a_jax_env_are_named_as_unused(tmp_path, capsys):
+    ppo.main(
+        ["--env", "CartPole-v1", "--total-timesteps", "4096", "--max-staleness", "1"]
+        + ["--num-devices", "1", "--run-dir", str(tmp_path), "--quiet", "--no-plot"]
+    )
+    assert "not using the host-loop option(s) --max-staleness" in capsys.readouterr().err
