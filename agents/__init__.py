@@ -1,5 +1,6 @@
-"""purerl agents: each module's `make(config)` returns an `Agent(init, act, learn)`."""
+"""purerl agents: each module's `make(config)` returns an `Agent(init, act, learn)`; the
+registry (`purerl.agents.registry`) names them for the scripts, `load_policy` and `enjoy`."""
 
-from purerl.agents.base import Agent, EnvSpec
+from purerl.core import Agent, EnvSpec, Transition, feed_forward
 
-__all__ = ["Agent", "EnvSpec"]
+__all__ = ["Agent", "EnvSpec", "Transition", "feed_forward"]

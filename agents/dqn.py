@@ -1,5 +1,6 @@
-"""Deep Q-Networks (Mnih et al., 2015), with double Q-learning (van Hasselt et al., 2016)
-and dueling heads (Wang et al., 2016) as options of the same agent."""
+"""Deep Q-Networks (Mnih et al., 2015), with double Q-learning (van Hasselt et al., 2016),
+dueling heads (Wang et al., 2016) and prioritised replay (Schaul et al., 2016) as options of
+the same agent."""
 
 from __future__ import annotations
 
@@ -14,15 +15,21 @@ import jax.numpy as jnp
 import optax
 import rlax
 from flax import struct
-from purerl.agents.base import (
+from purerl.agents.optimizers import check_optimizer, check_schedule, make_optimizer
+from purerl.agents.registry import Context, Recipe
+from purerl.core import (
+    DEVICE_AXIS,
+    PRIORITIES,
     Agent,
     EnvSpec,
     Metrics,
-    Transition,
+    feed_forward,
     maybe_pmean,
+    per_device,
     require_discrete,
 )
-from purerl.networks import QNetwork, observation_dims
+from purerl.networks import QNetwork, is_recurrent, make_torso
+from purerl.replay import Sample, Schedule, prioritized_replay, uniform_replay
 
 LOSSES = ("huber", "mse")
 
@@ -32,11 +39,18 @@ class DQNConfig:
     """DQN hyperparameters.
 
     Attributes:
-      learning_rate: Adam step size.
-      adam_eps: Adam's epsilon.
+      learning_rate: the optimizer's step size.
+      optimizer: any optax optimizer with its arguments, e.g. "adam", "adam(eps=1e-5)",
+        "rmsprop(decay=0.95)", "adamw(weight_decay=1e-4)".
+      lr_schedule: "constant", "linear", "cosine", "warmup_cosine(warmup_steps=N)" or
+        "exponential(decay_rate=R)", over the run's learner updates.
       gamma: discount factor.
-      hidden_sizes: widths of the Q-network's hidden layers.
+      torso: the Q-network's torso: "auto" (a CNN for image observations, else an MLP),
+        "mlp", "cnn" (Nature) or "minatar_cnn".
+      hidden_sizes: widths of the torso's dense layers.
       activation: activation of the hidden layers.
+      layer_norm: layer normalisation in the torso's dense layers.
+      kernel_init: the torso's initializer ("orthogonal", "lecun_normal", ...).
       double_q: select the next action with the online network, evaluate it with the
         target network (double DQN).
       dueling: a dueling head, Q = V + A - mean(A).
@@ -55,13 +69,22 @@ class DQNConfig:
       buffer_size: replay capacity in transitions, over all devices.
       batch_size: transitions per learner update, over all devices.
       learning_starts: environment steps (over all devices) before learning begins.
+      prioritized: prioritised replay (Schaul et al., 2016) with |TD error| priorities.
+      priority_alpha: priority exponent.
+      priority_beta_start: importance-weight exponent at the start, annealed to 1 over the
+        run's learner updates.
+      priority_eps: added to |TD error|.
     """
 
     learning_rate: float = 2.5e-4
-    adam_eps: float = 1e-8
+    optimizer: str = "adam"
+    lr_schedule: str = "constant"
     gamma: float = 0.99
+    torso: str = "auto"
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "relu"
+    layer_norm: bool = False
+    kernel_init: str = "orthogonal"
     double_q: bool = False
     dueling: bool = False
     loss: str = "mse"
@@ -77,8 +100,19 @@ class DQNConfig:
     buffer_size: int = 10_000
     batch_size: int = 128
     learning_starts: int = 10_000
+    prioritized: bool = False
+    priority_alpha: float = 0.6
+    priority_beta_start: float = 0.4
+    priority_eps: float = 1e-6
 
     def __post_init__(self) -> None:
+        check_optimizer(self.optimizer)
+        check_schedule(self.lr_schedule)
+        if is_recurrent(self.torso):
+            raise ValueError(
+                f"DQN has no recurrent variant yet; --torso {self.torso} needs sequence replay. "
+                "Use --torso auto, mlp, cnn or minatar_cnn."
+            )
         if self.loss not in LOSSES:
             raise ValueError(f"DQNConfig.loss must be one of {LOSSES}; got {self.loss!r}.")
         for name in (
@@ -102,6 +136,11 @@ class DQNConfig:
             raise ValueError(f"DQNConfig.tau must be in (0, 1]; got {self.tau}.")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"DQNConfig.gamma must be in [0, 1]; got {self.gamma}.")
+        if self.learning_starts > self.buffer_size:
+            raise ValueError(
+                f"DQNConfig.learning_starts ({self.learning_starts}) exceeds buffer_size "
+                f"({self.buffer_size}): the buffer could never hold enough to start learning."
+            )
 
     @property
     def env_steps_per_update(self) -> int:
@@ -129,11 +168,12 @@ def dqn_loss(
     discount_t: jax.Array,
     q_t_target: jax.Array,
     q_t_selector: jax.Array | None = None,
+    weights: jax.Array | None = None,
     *,
     loss: str = "mse",
     huber_delta: float = 1.0,
 ) -> tuple[jax.Array, jax.Array]:
-    """Mean TD loss over a batch, and the TD errors.
+    """Mean TD loss over a batch (weighted by importance weights, if given), and the TD errors.
 
     Args:
       q_tm1: Q-values at the observed states `[B, A]`.
@@ -157,35 +197,46 @@ def dqn_loss(
             q_tm1, a_tm1, r_t, discount_t, q_t_target, q_t_selector
         )
     losses = rlax.huber_loss(td, huber_delta) if loss == "huber" else rlax.l2_loss(td)
+    if weights is not None:
+        chex.assert_equal_shape([weights, td])
+        losses = weights * losses
     return jnp.mean(losses), td
 
 
-def make(config: DQNConfig, axis_name: str | None = None) -> Agent:
+def make(config: DQNConfig, axis_name: str | None = None, num_updates: int | None = None) -> Agent:
     """Builds a DQN agent.
 
     Args:
       config: the hyperparameters.
       axis_name: a named device axis to average gradients over (data-parallel learner).
+      num_updates: learner updates in the run (the horizon of a decaying `lr_schedule`).
     """
     epsilon = optax.linear_schedule(
         config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps
     )
-    clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm > 0 else []
-    tx = optax.chain(*clip, optax.adam(config.learning_rate, eps=config.adam_eps))
+    tx = make_optimizer(
+        config.optimizer,
+        config.learning_rate,
+        config.lr_schedule,
+        config.max_grad_norm,
+        num_updates,
+    )
 
     def init(key: jax.Array, spec: EnvSpec) -> DQNState:
         num_actions = require_discrete(spec.action_space, "DQN")
         shape = spec.observation_space.shape
         if shape is None:
             raise ValueError(f"DQN needs array observations; got {spec.observation_space}.")
-        network = QNetwork(
-            num_actions,
-            tuple(config.hidden_sizes),
+        torso = make_torso(
+            config.torso,
+            shape,
+            config.hidden_sizes,
             config.activation,
-            observation_dims(shape),
-            config.dueling,
+            config.layer_norm,
+            config.kernel_init,
         )
-        params = network.init(key, jnp.zeros((1,) + tuple(shape), jnp.float32))
+        network = QNetwork(torso, num_actions, config.dueling)
+        params = network.init(key, jnp.zeros((1,) + tuple(shape), spec.observation_space.dtype))
         return DQNState(params, params, tx.init(params), jnp.zeros((), jnp.int32), network)
 
     def act(
@@ -198,9 +249,9 @@ def make(config: DQNConfig, axis_name: str | None = None) -> Agent:
         action = explore.sample(seed=key)
         return action.astype(jnp.int32), {}
 
-    def learn(state: DQNState, batch: Transition, key: jax.Array) -> tuple[DQNState, Metrics]:
+    def learn(state: DQNState, sample: Sample, key: jax.Array) -> tuple[DQNState, Metrics]:
         del key  # DQN's update is deterministic given the batch.
-        apply = state.network.apply
+        batch, apply = sample.items, state.network.apply
         discount_t = config.gamma * (1.0 - batch.terminated.astype(jnp.float32))
         q_t_target = apply(state.target_params, batch.next_obs)
 
@@ -216,6 +267,7 @@ def make(config: DQNConfig, axis_name: str | None = None) -> Agent:
                 discount_t,
                 q_t_target,
                 selector,
+                sample.weights,
                 loss=config.loss,
                 huber_delta=config.huber_delta,
             )
@@ -242,6 +294,32 @@ def make(config: DQNConfig, axis_name: str | None = None) -> Agent:
         new_state = state.replace(
             params=params, target_params=target_params, opt_state=opt_state, steps=steps
         )
-        return new_state, maybe_pmean(metrics, axis_name)
+        # Priorities stay per device: each device writes its own replay shard.
+        return new_state, {**maybe_pmean(metrics, axis_name), PRIORITIES: jnp.abs(td)}
 
-    return Agent(init=init, act=act, learn=learn)
+    return Agent(init=init, act=feed_forward(act), learn=learn)
+
+
+def recipe(config: DQNConfig, context: Context) -> Recipe:
+    """DQN's data path (uniform or prioritised replay, one shard per device) and schedule
+    (one gradient step every `train_frequency` vector steps)."""
+    devices = context.num_devices
+    num_envs = per_device(config.num_envs, "--num-envs", devices)
+    batch_size = per_device(config.batch_size, "--batch-size", devices)
+    capacity = per_device(config.buffer_size, "--buffer-size", devices)
+    min_size = max(batch_size, config.learning_starts // devices)
+    if config.prioritized:
+        data = prioritized_replay(
+            capacity,
+            batch_size,
+            min_size,
+            alpha=config.priority_alpha,
+            beta_start=config.priority_beta_start,
+            beta_steps=max(1, context.num_updates),
+            eps=config.priority_eps,
+        )
+    else:
+        data = uniform_replay(capacity, batch_size, min_size)
+    agent = make(config, axis_name=DEVICE_AXIS, num_updates=context.num_updates)
+    schedule = Schedule(rollout_length=config.train_frequency)
+    return Recipe(agent, data, schedule, config.num_envs if context.host else num_envs)

@@ -1,27 +1,37 @@
 """Proximal Policy Optimisation (Schulman et al., 2017) for discrete actions, with GAE
-(Schulman et al., 2016) and the clipped surrogate objective from rlax."""
+(Schulman et al., 2016) and the clipped surrogate objective from rlax; feed-forward, or
+recurrent (an LSTM or GRU core, trained by backpropagation through each rollout)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import chex
+import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 import rlax
 from flax import struct
-from purerl.agents.base import (
+from purerl.agents.optimizers import check_optimizer, check_schedule, make_optimizer
+from purerl.agents.registry import Context, Recipe
+from purerl.core import (
+    DEVICE_AXIS,
     Agent,
     EnvSpec,
     Metrics,
     Transition,
     maybe_pmean,
+    per_device,
     require_discrete,
+    reset_carry,
 )
-from purerl.networks import ActorCritic, observation_dims
+from purerl.networks import ActorCritic, RecurrentActorCritic, is_recurrent, make_torso
+from purerl.networks.torsos import zero_carry
+from purerl.replay import Schedule, on_policy
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -29,10 +39,11 @@ class PPOConfig:
     """PPO hyperparameters.
 
     Attributes:
-      learning_rate: Adam step size (the start of the schedule when `anneal_lr`).
-      anneal_lr: decay the step size linearly to 0 over the run's learner updates
-        (needs `num_updates` in `make`).
-      adam_eps: Adam's epsilon.
+      learning_rate: the optimizer's step size (the schedule's start).
+      optimizer: any optax optimizer with its arguments, e.g. "adam(eps=1e-5)", "adamw",
+        "rmsprop", "sgd(momentum=0.9)", "lion".
+      lr_schedule: "linear" (to 0 over the run, as in the PPO paper), "constant", "cosine",
+        "warmup_cosine(warmup_steps=N)" or "exponential(decay_rate=R)".
       gamma: discount factor.
       gae_lambda: GAE's lambda.
       clip_eps: the surrogate's ratio clip, also the value clip.
@@ -43,16 +54,22 @@ class PPOConfig:
       normalize_advantages: standardise advantages in each minibatch (statistics over
         all devices).
       update_epochs: passes over each rollout.
-      num_minibatches: minibatches per pass; must divide `num_envs * num_steps`.
-      hidden_sizes: widths of the actor's and the critic's hidden layers.
+      num_minibatches: minibatches per pass; must divide `num_envs * num_steps` (for a
+        recurrent torso, `num_envs` per device: its minibatches are whole env sequences).
+      torso: "auto" (a CNN for image observations, else an MLP), "mlp", "cnn",
+        "minatar_cnn", or a recurrent core, "lstm" or "gru" (then actor and critic share it).
+      hidden_sizes: widths of the hidden layers (for "lstm" / "gru", the last is the
+        cell's size, the others the encoder's).
       activation: activation of the hidden layers.
+      layer_norm: layer normalisation in the torso's dense layers.
+      kernel_init: the torso's initializer ("orthogonal", "lecun_normal", ...).
       num_envs: environments stepped in parallel, over all devices.
       num_steps: steps per environment in each rollout.
     """
 
     learning_rate: float = 2.5e-4
-    anneal_lr: bool = True
-    adam_eps: float = 1e-5
+    optimizer: str = "adam(eps=1e-5)"
+    lr_schedule: str = "linear"
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip_eps: float = 0.2
@@ -63,18 +80,29 @@ class PPOConfig:
     normalize_advantages: bool = True
     update_epochs: int = 4
     num_minibatches: int = 4
+    torso: str = "auto"
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
+    layer_norm: bool = False
+    kernel_init: str = "orthogonal"
     num_envs: int = 8
     num_steps: int = 64
 
     def __post_init__(self) -> None:
+        check_optimizer(self.optimizer)
+        check_schedule(self.lr_schedule)
         for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(
                     f"PPOConfig.{name} must be a positive integer; got {getattr(self, name)}."
                 )
-        if self.rollout_size % self.num_minibatches:
+        if self.recurrent:
+            if self.num_envs % self.num_minibatches:
+                raise ValueError(
+                    f"PPOConfig.num_minibatches ({self.num_minibatches}) must divide num_envs "
+                    f"({self.num_envs}): a recurrent PPO's minibatches are whole env sequences."
+                )
+        elif self.rollout_size % self.num_minibatches:
             raise ValueError(
                 f"PPOConfig.num_minibatches ({self.num_minibatches}) must divide the rollout "
                 f"of num_envs * num_steps = {self.num_envs} * {self.num_steps} = "
@@ -82,9 +110,17 @@ class PPOConfig:
             )
 
     @property
+    def recurrent(self) -> bool:
+        return is_recurrent(self.torso)
+
+    @property
     def rollout_size(self) -> int:
         """Transitions per rollout, over all devices."""
         return self.num_envs * self.num_steps
+
+    @property
+    def env_steps_per_update(self) -> int:
+        return self.rollout_size
 
     @property
     def minibatch_size(self) -> int:
@@ -137,9 +173,12 @@ def gae_advantages(
     return rlax.truncated_generalized_advantage_estimation(r_t, discount_t, gae_lambda, values)
 
 
+Forward = Callable[[Any, Transition], tuple[distrax.Categorical, jax.Array]]
+
+
 def ppo_loss(
     params: Any,
-    network: nn.Module,
+    forward: Forward,
     batch: Transition,
     advantages: jax.Array,
     targets: jax.Array,
@@ -149,16 +188,18 @@ def ppo_loss(
     vf_coef: float,
     ent_coef: float,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """The PPO loss on a minibatch `[N]`: clipped surrogate + value loss - entropy bonus.
+    """The PPO loss on a minibatch: clipped surrogate + value loss - entropy bonus.
 
-    `batch.extras` holds the behaviour policy's `log_prob` and `value` `[N]`;
-    `advantages` (already normalised if wanted) and value `targets` are `[N]`.
+    `forward(params, batch) -> (pi, value)` evaluates the policy and value on the batch's
+    observations (for a recurrent network, by unrolling it over the batch's sequences).
+    `batch.extras` holds the behaviour policy's `log_prob` and `value`; `advantages` (already
+    normalised if wanted) and value `targets` share their shape, `[N]` or `[T, N]`.
     """
-    chex.assert_rank([advantages, targets], 1)
-    pi, value = network.apply(params, batch.obs)
+    chex.assert_equal_shape([advantages, targets, batch.extras["value"]])
+    pi, value = forward(params, batch)
     log_prob = pi.log_prob(batch.action)
     ratio = jnp.exp(log_prob - batch.extras["log_prob"])
-    pg_loss = rlax.clipped_surrogate_pg_loss(ratio, advantages, clip_eps)
+    pg_loss = rlax.clipped_surrogate_pg_loss(ratio.reshape(-1), advantages.reshape(-1), clip_eps)
 
     value_loss = jnp.square(value - targets)
     if clip_value:
@@ -178,45 +219,97 @@ def ppo_loss(
     }
 
 
+def unroll(
+    network: nn.Module, params: Any, batch: Transition, initial: Any
+) -> tuple[tuple[distrax.Categorical, jax.Array], Any]:
+    """A recurrent actor-critic over a rollout `[T, B]`, from the carry its first step acted
+    with (`batch.carry[0]`), reset to `initial` after each step that ended an episode, as the
+    loops reset it while acting.
+
+    Returns:
+      `(pi[T, B], value[T, B])` and the carries after each step (before any reset).
+    """
+    done = jnp.logical_or(batch.terminated, batch.truncated)
+    start = jax.tree.map(lambda x: x[0], batch.carry)
+
+    def step(carry: Any, inputs: tuple[Any, jax.Array]) -> tuple[Any, Any]:
+        obs, first = inputs
+        carry = reset_carry(initial, carry, first)
+        carry, (pi, value) = network.apply(params, carry, obs)
+        return carry, (pi.logits, value, carry)
+
+    first = jnp.concatenate([jnp.zeros_like(done[:1]), done[:-1]])
+    _, (logits, value, after) = jax.lax.scan(step, start, (batch.obs, first))
+    return (distrax.Categorical(logits=logits), value), after
+
+
+def _minibatches(x: jax.Array, perm: jax.Array, num: int, axis: int) -> jax.Array:
+    """`x` shuffled by `perm` along `axis` and cut into `num` minibatches, stacked first."""
+    x = jnp.take(x, perm, axis=axis)
+    x = x.reshape(x.shape[:axis] + (num, -1) + x.shape[axis + 1 :])
+    return jnp.moveaxis(x, axis, 0)
+
+
 def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | None = None) -> Agent:
     """Builds a PPO agent.
 
     Args:
       config: the hyperparameters.
-      num_updates: learner updates (rollouts) in the whole run; the horizon of the
-        learning-rate annealing when `config.anneal_lr`.
+      num_updates: learner updates (rollouts) in the whole run; the horizon of a decaying
+        `lr_schedule`.
       axis_name: a named device axis to average gradients and advantage statistics
         over (data-parallel learner).
     """
-    if config.anneal_lr:
-        if not num_updates or num_updates < 1:
-            raise ValueError("PPO with anneal_lr needs num_updates, the run's learner updates.")
-        steps_per_update = config.update_epochs * config.num_minibatches
-        lr = optax.linear_schedule(config.learning_rate, 0.0, num_updates * steps_per_update)
-    else:
-        lr = config.learning_rate
-    clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm > 0 else []
-    tx = optax.flatten(optax.chain(*clip, optax.adam(lr, eps=config.adam_eps)))
+    steps_per_update = config.update_epochs * config.num_minibatches
+    total = num_updates * steps_per_update if num_updates else None
+    tx = optax.flatten(
+        make_optimizer(
+            config.optimizer, config.learning_rate, config.lr_schedule, config.max_grad_norm, total
+        )
+    )
+    recurrent = config.recurrent
 
     def init(key: jax.Array, spec: EnvSpec) -> PPOState:
         num_actions = require_discrete(spec.action_space, "PPO")
         shape = spec.observation_space.shape
         if shape is None:
             raise ValueError(f"PPO needs array observations; got {spec.observation_space}.")
-        network = ActorCritic(
-            num_actions, tuple(config.hidden_sizes), config.activation, observation_dims(shape)
-        )
-        params = network.init(key, jnp.zeros((1,) + tuple(shape), jnp.float32))
+
+        def torso() -> nn.Module:
+            return make_torso(
+                config.torso,
+                shape,
+                config.hidden_sizes,
+                config.activation,
+                config.layer_norm,
+                config.kernel_init,
+            )
+
+        obs = jnp.zeros((1,) + tuple(shape), spec.observation_space.dtype)
+        if recurrent:
+            network = RecurrentActorCritic(torso(), num_actions)
+            params = network.init(key, network.initialize_carry(1), obs)
+        else:
+            network = ActorCritic(torso(), torso(), num_actions)
+            params = network.init(key, obs)
         return PPOState(params, tx.init(params), jnp.zeros((), jnp.int32), network)
 
+    def initial_carry(batch_size: int) -> Any:
+        if not recurrent:
+            return ()
+        return zero_carry(config.torso, config.hidden_sizes[-1], batch_size)
+
     def act(
-        state: PPOState, obs: jax.Array, key: jax.Array, deterministic: bool = False
-    ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        pi, value = state.network.apply(state.params, obs)
+        state: PPOState, carry: Any, obs: jax.Array, key: jax.Array, deterministic: bool = False
+    ) -> tuple[jax.Array, Any, dict[str, jax.Array]]:
+        if recurrent:
+            carry, (pi, value) = state.network.apply(state.params, carry, obs)
+        else:
+            pi, value = state.network.apply(state.params, obs)
         if deterministic:
-            return pi.mode().astype(jnp.int32), {}
+            return pi.mode().astype(jnp.int32), carry, {}
         action = pi.sample(seed=key)
-        return action.astype(jnp.int32), {"log_prob": pi.log_prob(action), "value": value}
+        return action.astype(jnp.int32), carry, {"log_prob": pi.log_prob(action), "value": value}
 
     def normalize(adv: jax.Array) -> jax.Array:
         mean = maybe_pmean(jnp.mean(adv), axis_name)
@@ -227,7 +320,16 @@ def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | Non
         """One PPO update on a time-major rollout `[T, B]`."""
         chex.assert_rank(batch.reward, 2)
         network = state.network
-        v_next = network.apply(state.params, batch.next_obs, method=ActorCritic.value)
+        if recurrent:
+            # v(next obs) with the carry after each step (the ended episode's, where one ended).
+            _, after = unroll(network, state.params, batch, initial_carry(batch.reward.shape[1]))
+            flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+            _, (_, v_next) = network.apply(
+                state.params, jax.tree.map(flat, after), flat(batch.next_obs)
+            )
+            v_next = v_next.reshape(batch.reward.shape)
+        else:
+            v_next = network.apply(state.params, batch.next_obs, method=ActorCritic.value)
         advantages = jax.vmap(gae_advantages, in_axes=(1, 1, 1, 1, 1, None, None), out_axes=1)(
             batch.reward.astype(jnp.float32),
             batch.terminated,
@@ -238,7 +340,27 @@ def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | Non
             config.gae_lambda,
         )
         targets = advantages + batch.extras["value"]
-        flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), (batch, advantages, targets))
+        data = (batch, advantages, targets)
+
+        if recurrent:
+            # Minibatches of whole env sequences `[T, B / M]`, unrolled from their first carry.
+            def forward(params: Any, mb: Transition) -> tuple[Any, jax.Array]:
+                return unroll(network, params, mb, initial_carry(mb.reward.shape[1]))[0]
+
+            batch_axis = 1
+        else:
+
+            def forward(params: Any, mb: Transition) -> tuple[Any, jax.Array]:
+                return network.apply(params, mb.obs)
+
+            data = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), data)
+            batch_axis = 0
+        size = data[1].shape[batch_axis]  # This device's envs (recurrent) or transitions.
+        if size % config.num_minibatches:
+            raise ValueError(
+                f"PPO: num_minibatches ({config.num_minibatches}) must divide the "
+                f"{size} {'envs' if recurrent else 'transitions'} of each device's rollout."
+            )
 
         def minibatch_step(carry, minibatch):
             params, opt_state = carry
@@ -247,7 +369,7 @@ def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | Non
                 adv = normalize(adv)
             grads, info = jax.grad(ppo_loss, has_aux=True)(
                 params,
-                network,
+                forward,
                 mb,
                 adv,
                 tgt,
@@ -260,17 +382,10 @@ def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | Non
             updates, opt_state = tx.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), info
 
-        size = flat[1].shape[0]  # This device's share of the rollout.
-        if size % config.num_minibatches:
-            raise ValueError(
-                f"PPO: num_minibatches ({config.num_minibatches}) must divide the "
-                f"{size} transitions of each device's rollout."
-            )
-
         def epoch(carry, key):
             perm = jax.random.permutation(key, size)
             shuffled = jax.tree.map(
-                lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), flat
+                lambda x: _minibatches(x, perm, config.num_minibatches, batch_axis), data
             )
             return jax.lax.scan(minibatch_step, carry, shuffled)
 
@@ -281,4 +396,24 @@ def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | Non
         new_state = state.replace(params=params, opt_state=opt_state, steps=state.steps + 1)
         return new_state, maybe_pmean(metrics, axis_name)
 
-    return Agent(init=init, act=act, learn=learn)
+    return Agent(init=init, act=act, learn=learn, initial_carry=initial_carry)
+
+
+def recipe(config: PPOConfig, context: Context) -> Recipe:
+    """PPO's data path (each update learns from the rollout just collected) and schedule."""
+    # The device loop gives each device its own envs; the host loop steps them all on the
+    # host and splits each rollout over the devices to learn.
+    per_dev = per_device(config.num_envs, "--num-envs", context.num_devices)
+    units = per_dev if config.recurrent else per_dev * config.num_steps
+    if units % config.num_minibatches:
+        raise ValueError(
+            f"--num-minibatches ({config.num_minibatches}) must divide each device's rollout of "
+            + (
+                f"{per_dev} envs."
+                if config.recurrent
+                else f"{per_dev} envs x {config.num_steps} steps."
+            )
+        )
+    agent = make(config, num_updates=context.num_updates, axis_name=DEVICE_AXIS)
+    num_envs = config.num_envs if context.host else per_dev
+    return Recipe(agent, on_policy(), Schedule(rollout_length=config.num_steps), num_envs)

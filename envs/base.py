@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import gymnasium
 import jax
-from purerl.agents.base import EnvSpec
+from purerl.core import EnvSpec
 
 EnvState = Any
 EnvParams = Any

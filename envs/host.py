@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 from gymnasium import spaces
-from purerl.agents.base import EnvSpec
+from purerl.core import EnvSpec
 
 _UNSUPPORTED_OBS = tuple(
     getattr(spaces, name)

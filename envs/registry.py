@@ -8,7 +8,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from purerl.agents.base import EnvSpec
+from purerl.core import EnvSpec
 from purerl.envs.base import Environment, EnvParams
 from purerl.envs.functional import FunctionalEnv
 from purerl.envs.gymnax_env import GymnaxEnv, make_gymnax

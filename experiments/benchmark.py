@@ -21,9 +21,8 @@ import tempfile
 import time
 from typing import Any
 
-from purerl.experiments.common import RunConfig, cli_main
-
-AGENTS = ("ppo", "dqn")
+from purerl.experiments.cli import cli_main
+from purerl.experiments.config import RunConfig
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -31,7 +30,7 @@ class Benchmark:
     """Benchmark an agent on the device loop.
 
     Attributes:
-      agent: which agent's experiment to run (ppo or dqn).
+      agent: which registered agent's experiment to run (ppo, dqn, sac, ...).
       env: environment name.
       total_timesteps: environment steps per seed.
       seeds: seeds to train one at a time.
@@ -54,9 +53,9 @@ class Benchmark:
 
 
 def _train(bench: Benchmark, seed: int, num_seeds: int, run_dir: str) -> dict[str, Any]:
-    from purerl.experiments import dqn, ppo
+    from purerl.experiments.cli import agent_script
 
-    module = {"ppo": ppo, "dqn": dqn}[bench.agent]
+    _, main = agent_script(bench.agent)
     argv = [
         "--env",
         bench.env,
@@ -73,7 +72,7 @@ def _train(bench: Benchmark, seed: int, num_seeds: int, run_dir: str) -> dict[st
     ]
     if bench.num_devices is not None:
         argv += ["--num-devices", str(bench.num_devices)]
-    return module.main(argv)
+    return main(argv)
 
 
 def _line(label: str, s: dict[str, Any]) -> str:
@@ -97,8 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     import tyro
 
     bench = tyro.cli(Benchmark, args=argv)
-    if bench.agent not in AGENTS:
-        raise ValueError(f"--agent must be one of {AGENTS}; got {bench.agent!r}.")
+    from purerl.agents import registry
+
+    registry.get(bench.agent)  # A clear error for an unknown agent.
     RunConfig(total_timesteps=bench.total_timesteps)  # Validates.
     print(
         f"purerl benchmark: {bench.agent} on {bench.env}, {bench.total_timesteps:,} steps per seed"

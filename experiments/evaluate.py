@@ -4,15 +4,41 @@ for JAX environments, stepped on the host for Python ones."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from purerl.core import Agent
 from purerl.envs.base import Environment, EnvParams
 from purerl.envs.wrappers import EpisodeStatistics, VecEnv
 
-Policy = Callable[[Any, jax.Array], jax.Array]  # (obs[B, ...], key) -> action[B]
+
+class Policy(NamedTuple):
+    """A policy that carries its recurrent state (empty for feed-forward agents).
+
+    Attributes:
+      step: `(carry, obs[B, ...], key) -> (action[B], carry)`.
+      initial_carry: `(batch_size) -> carry` at the start of an episode.
+    """
+
+    step: Callable[[Any, Any, jax.Array], tuple[jax.Array, Any]]
+    initial_carry: Callable[[int], Any]
+
+
+def stateless(fn: Callable[[Any, jax.Array], jax.Array]) -> Policy:
+    """A `Policy` from a plain `fn(obs[B, ...], key) -> action[B]`."""
+    return Policy(lambda carry, obs, key: (fn(obs, key), carry), lambda batch_size: ())
+
+
+def greedy_policy(agent: Agent, state: Any) -> Policy:
+    """The agent's deterministic policy (`act(..., deterministic=True)`) at `state`."""
+
+    def step(carry: Any, obs: Any, key: jax.Array) -> tuple[jax.Array, Any]:
+        action, carry, _ = agent.act(state, carry, obs, key, deterministic=True)
+        return action, carry
+
+    return Policy(step, agent.initial_carry)
 
 
 def evaluate(
@@ -37,22 +63,31 @@ def evaluate(
     zeros = jnp.zeros((num_episodes,), jnp.float32)
     done = jnp.zeros((num_episodes,), bool)
 
-    def cond(carry):
-        t, done = carry[0], carry[4]
+    def cond(loop):
+        t, done = loop[0], loop[5]
         return (t < max_steps) & ~jnp.all(done)
 
-    def body(carry):
-        t, key, obs, state, done, returns = carry
+    def body(loop):
+        # Each env stops counting at its first episode end, so its carry is never reset.
+        t, key, obs, state, carry, done, returns = loop
         key, act_key, step_key = jax.random.split(key, 3)
-        action = policy(obs, act_key)
+        action, carry = policy.step(carry, obs, act_key)
         obs, state, _, _, _, info = vec.step(step_key, state, action, env_params)
         running = info["episode_return"]
         returns = jnp.where(done, returns, running)
         done = done | info["episode_done"]
-        return t + 1, key, obs, state, done, returns
+        return t + 1, key, obs, state, carry, done, returns
 
-    carry = (jnp.zeros((), jnp.int32), key, obs, state, done, zeros)
-    _, _, _, _, done, returns = jax.lax.while_loop(cond, body, carry)
+    loop = (
+        jnp.zeros((), jnp.int32),
+        key,
+        obs,
+        state,
+        policy.initial_carry(num_episodes),
+        done,
+        zeros,
+    )
+    _, _, _, _, _, done, returns = jax.lax.while_loop(cond, body, loop)
     return returns, done
 
 
@@ -83,9 +118,11 @@ def evaluate_host(
             frames.append(_frame(renderer, env_name))
         returns = np.zeros(num_episodes, np.float64)
         done = np.zeros(num_episodes, bool)
+        carry = policy.initial_carry(num_episodes)
         for _ in range(max_steps):
             key, act_key = jax.random.split(key)
-            action = np.asarray(policy(obs, act_key))
+            action, carry = policy.step(carry, obs, act_key)
+            action = np.asarray(action)
             obs, _, _, _, _, ended_return, _, ended = vec.step(action)
             if renderer is not None and not done[0]:
                 renderer.step(action[0])

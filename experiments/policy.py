@@ -2,15 +2,14 @@
 
 Every run writes `RUN_DIR/config.json` (the agent's name and both configs) when it starts
 and `RUN_DIR/policy.msgpack` (each seed's final agent state, Flax-serialised) when it ends.
-`load_policy(RUN_DIR)` turns them back into a jitted `policy(obs, key) -> action`.
+`load_policy(RUN_DIR)` turns them back into a jitted policy; the agent is found by its name
+in the registry (`purerl.agents.registry`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ import jax.numpy as jnp
 CONFIG_FILE = "config.json"
 POLICY_FILE = "policy.msgpack"
 EVAL_STREAM = 0x5EED  # fold_in tag: evaluation randomness apart from training's.
-_AGENTS = {"ppo": ("purerl.agents.ppo", "PPOConfig"), "dqn": ("purerl.agents.dqn", "DQNConfig")}
 
 
 def eval_key(seed: int) -> jax.Array:
@@ -33,7 +31,7 @@ def write_config(run_dir: Path, agent_name: str, run: Any, agent_config: Any) ->
     config = {
         "agent": agent_name,
         "run": dataclasses.asdict(run),
-        "agent_config": dataclasses.asdict(agent_config),
+        "agent_config": dataclasses.asdict(agent_config) if agent_config is not None else None,
     }
     (Path(run_dir) / CONFIG_FILE).write_text(json.dumps(config, indent=2))
 
@@ -49,31 +47,29 @@ def save_policy(run_dir: Path, agent_states: Any) -> None:
 
 def read_config(run_dir: Path) -> dict[str, Any]:
     """A run directory's `config.json`, with its agent config rebuilt as the dataclass."""
+    from purerl.agents import registry
+
     path = Path(run_dir) / CONFIG_FILE
     try:
         config = json.loads(path.read_text())
-        module_name, class_name = _AGENTS[config["agent"]]
+        entry = registry.get(config["agent"])
     except FileNotFoundError:
         raise ValueError(f"{run_dir} has no {CONFIG_FILE}: is it a purerl run directory?") from None
     except (ValueError, KeyError) as e:
         raise ValueError(f"{path} is not a purerl run config ({e!r}).") from None
-    config["module"] = importlib.import_module(module_name)
+    config["entry"] = entry
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config["agent_config"].items()}
-    config["agent_config"] = getattr(config["module"], class_name)(**fields)
+    config["agent_config"] = entry.config_class()(**fields)
     return config
 
 
 def load_agent(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     """`(agent, agent_states[seeds, ...], config)` of a finished run."""
     from purerl import envs
+    from purerl.agents.registry import Context
 
     config = read_config(Path(run_dir))
-    module, agent_config = config["module"], config["agent_config"]
-    agent = (
-        module.make(agent_config, num_updates=1)
-        if config["agent"] == "ppo"
-        else module.make(agent_config)
-    )
+    agent = config["entry"].recipe(config["agent_config"], Context()).agent
     loop, made = envs.resolve(config["run"]["env"])
     env, env_params = made if loop == "device" else (None, None)
     spec = envs.spec(config["run"]["env"])
@@ -99,8 +95,35 @@ def _check_like(states: Any, template: Any) -> None:
             raise ValueError(f"an array of shape {jnp.shape(got)} where {jnp.shape(want)} belongs")
 
 
-def load_policy(run_dir: str | Path, seed_index: int = 0) -> Callable[[Any, jax.Array], Any]:
-    """A trained run's deterministic policy as a jitted `policy(obs[B, ...], key) -> action[B]`.
+class Policy:
+    """A trained agent's deterministic policy, jitted.
+
+    `policy(obs[B, ...], key) -> action[B]` for a feed-forward agent. A recurrent one carries
+    its state: `carry = policy.initial_carry(B)`, then `action, carry = policy.step(carry,
+    obs, key)` each step (reset an env's carry to the initial one when its episode ends).
+    """
+
+    def __init__(self, agent: Any, state: Any):
+        self.initial_carry = agent.initial_carry
+        self.recurrent = bool(jax.tree.leaves(agent.initial_carry(1)))
+
+        @jax.jit
+        def step(carry: Any, obs: Any, key: jax.Array) -> tuple[Any, Any]:
+            return agent.act(state, carry, obs, key, deterministic=True)[:2]
+
+        self.step = step
+
+    def __call__(self, obs: Any, key: jax.Array) -> Any:
+        if self.recurrent:
+            raise ValueError(
+                "This policy is recurrent: call policy.step(carry, obs, key), starting from "
+                "carry = policy.initial_carry(batch_size)."
+            )
+        return self.step((), obs, key)[0]
+
+
+def load_policy(run_dir: str | Path, seed_index: int = 0) -> Policy:
+    """A trained run's deterministic policy (see `Policy`).
 
     Args:
       run_dir: the run directory (it holds `config.json` and `policy.msgpack`).
@@ -110,10 +133,4 @@ def load_policy(run_dir: str | Path, seed_index: int = 0) -> Callable[[Any, jax.
     num_seeds = int(config["run"]["num_seeds"])
     if not 0 <= seed_index < num_seeds:
         raise ValueError(f"seed_index {seed_index} is out of range: the run has {num_seeds}.")
-    state = jax.tree.map(lambda x: x[seed_index], states)
-
-    @jax.jit
-    def policy(obs: Any, key: jax.Array) -> Any:
-        return agent.act(state, obs, key, deterministic=True)[0]
-
-    return policy
+    return Policy(agent, jax.tree.map(lambda x: x[seed_index], states))

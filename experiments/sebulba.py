@@ -4,7 +4,7 @@ accelerator(s), running at the same time.
 An actor thread steps a `HostVecEnv` (Gymnasium's vector API) with the agent's jitted `act`
 and sends each rollout (the steps of one learner update; for off-policy agents, of a few)
 through a bounded queue. The learner, in the calling thread, runs the very learner the
-device loop runs (`anakin.on_policy_learn` / `off_policy_learn`, the replay buffer included),
+device loop runs (`loop.make_learner`: the agent's data path, replay included),
 data-parallel over the mesh with `jax.shard_map`: each rollout's env batch is split over the
 devices and gradients are averaged with `pmean`. After each update the new agent state goes
 back to the actor.
@@ -23,6 +23,7 @@ where metrics are read and checkpoints are written.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import queue
 import threading
@@ -34,10 +35,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from purerl.agents.base import Agent, Transition
+from purerl.agents.registry import Recipe
+from purerl.core import DEVICE_AXIS, EpisodeStats, Transition, random_actions, reset_carry
 from purerl.envs.host import HostEnvError, HostVecEnv
-from purerl.experiments.anakin import DEVICE_AXIS, LearnFn, Runner
-from purerl.replay.uniform import Buffer
+from purerl.experiments.loop import (
+    Evaluate,
+    IntervalOutput,
+    LearnStep,
+    Runner,
+    make_learner,
+    trajectory_example,
+)
 
 ACTOR_STREAM = 0xAC7  # fold_in tag of the actor's randomness.
 OFF_POLICY_ROLLOUT_STEPS = 128  # Env steps an off-policy rollout holds at least.
@@ -52,48 +60,52 @@ class HostRunner(NamedTuple):
       actor_states: the `max_staleness` agent states the next rollouts act with, oldest first
         (versions `rollouts - max_staleness + j`, clipped at 0), on the actor's device.
       actor_key: the actor's PRNG key.
+      actor_carry: the agent's carry for the host envs, leaves `[B, ...]` (`()` if none).
+      actor_done: `[B]` bool, which envs' episodes ended at the last step (their carry is
+        reset before the next action).
+      actor_steps: `[]` int32, env steps acted so far (for the warm-up).
     """
 
     learner: Runner
     actor_states: tuple[Any, ...]
     actor_key: jax.Array
+    actor_carry: Any
+    actor_done: jax.Array
+    actor_steps: jax.Array
 
 
 class HostLoop:
     """A host-loop run: one seed, `env` stepped on the host, learning on `mesh`.
 
     Args:
-      agent: an agent made with `axis_name=DEVICE_AXIS`.
+      recipe: the agent (made with `axis_name=DEVICE_AXIS`), its data path (per device) and
+        schedule, and `num_envs`, all of the run's envs.
       env: the vectorised host environment (all of the run's envs).
-      learn: one learner update of one device: `(runner, trajectory[T, B/D]) -> (runner, m)`.
-      rollout_length: vector env steps per learner update (`T`).
       updates_per_rollout: learner updates per rollout sent to the learner.
       rollouts_per_interval: rollouts per logging interval.
       mesh: the learner's device mesh; the env batch must divide over it.
-      buffer: the replay buffer (per device), for off-policy agents.
       max_staleness: how many learner updates the acting state may lag (see module doc).
       seed: the run's seed (the JAX keys and the envs' seeds derive from it).
     """
 
     name = "host loop"
+    kind = "host"
 
     def __init__(
         self,
-        agent: Agent,
+        recipe: Recipe,
         env: HostVecEnv,
-        learn: LearnFn,
-        rollout_length: int,
         updates_per_rollout: int,
         rollouts_per_interval: int,
         mesh: Mesh,
-        buffer: Buffer | None,
         max_staleness: int,
         seed: int,
     ):
         if max_staleness < 0:
             raise ValueError(f"--max-staleness must be 0 or more; got {max_staleness}.")
-        self.agent, self.env, self.mesh, self.buffer = agent, env, mesh, buffer
-        self.rollout_length, self.k = rollout_length, updates_per_rollout
+        agent, schedule = recipe.agent, recipe.schedule
+        self.recipe, self.agent, self.env, self.mesh = recipe, agent, env, mesh
+        self.rollout_length, self.k = schedule.rollout_length, updates_per_rollout
         self.rollouts_per_interval = rollouts_per_interval
         self.staleness, self.seed = max_staleness, seed
         self.num_devices = mesh.devices.size
@@ -105,17 +117,28 @@ class HostLoop:
         self.rollouts = 0  # Rollouts learned from so far.
         self.actor_device = mesh.devices.flat[0]
         self.sharding = NamedSharding(mesh, P(DEVICE_AXIS))
-        self._learn = self._make_learn(learn)
+        self._learn = self._make_learn(make_learner(agent, recipe.data, schedule))
         self._squeeze = jax.jit(lambda tree: jax.tree.map(lambda x: x[0, 0], tree))
+        num_envs, space = env.num_envs, env.spec.action_space
 
-        def act(state: Any, obs: jax.Array, key: jax.Array) -> tuple[Any, jax.Array]:
+        def act(
+            state: Any, carry: Any, done: jax.Array, obs: jax.Array, key: jax.Array, steps: Any
+        ) -> tuple[tuple[Any, Any, Any], Any, jax.Array]:
+            """One action per env; returns `(action, extras, carry acted with)`, the next
+            carry and the next key. Envs whose episode just ended start from a fresh carry."""
+            carry = reset_carry(agent.initial_carry(num_envs), carry, done)
             key, act_key = jax.random.split(key)
-            return agent.act(state, obs, act_key), key
+            action, next_carry, extras = agent.act(state, carry, obs, act_key)
+            if schedule.warmup_steps > 0:
+                random = random_actions(space, jax.random.fold_in(act_key, 1), num_envs)
+                warm = steps < schedule.warmup_steps
+                action = jnp.where(warm, random.astype(action.dtype), action)
+            return (action, extras, carry), next_carry, key
 
         self._act = jax.jit(act)
 
     # Building ----------------------------------------------------------------------
-    def _make_learn(self, learn: LearnFn) -> Any:
+    def _make_learn(self, learn: LearnStep) -> Any:
         def block(runner: Runner, trajectory: Transition) -> tuple[Runner, Any]:
             one = jax.tree.map(lambda x: x[0, 0], runner)
             trajectory = jax.tree.map(lambda x: x[0], trajectory)  # [k, T, B/D, ...]
@@ -140,46 +163,41 @@ class HostLoop:
         agent_key, env_key = jax.random.split(seed_key)
         obs = self.env.reset(self.seed)
         actor_key = jax.random.fold_in(env_key, ACTOR_STREAM)
-        spec = self.env.spec
+        spec, b, d = self.env.spec, self.env.num_envs, self.num_devices
         state = jax.jit(lambda key: self.agent.init(key, spec))(agent_key)
-        (action, extras), _ = self._act(state, obs, actor_key)  # Compiles it.
-        buffer_state = ()
-        if self.buffer is not None:
-            example = Transition(
-                jnp.zeros(obs.shape[1:], obs.dtype),
-                jnp.zeros(action.shape[1:], action.dtype),
-                jnp.zeros((), jnp.float32),
-                jnp.zeros((), bool),
-                jnp.zeros((), bool),
-                jnp.zeros(obs.shape[1:], obs.dtype),
-                jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), extras),
-            )
-            buffer_state = self.buffer.init(example)
-        keys = jnp.stack([jax.random.fold_in(env_key, d) for d in range(self.num_devices)])
+        carry = self.agent.initial_carry(b)
+        done = np.zeros((b,), bool)
+        self._act(state, carry, done, obs, actor_key, np.int32(0))  # Compiles it.
+        n = self.k * self.rollout_length
+        # The data path is per device: it sees `[T, B / D]` of each rollout.
+        example = trajectory_example(
+            self.agent, state, obs[: b // d], actor_key, self.rollout_length
+        )
+        data_state = jax.jit(self.recipe.data.init)(example)
+        keys = jnp.stack([jax.random.fold_in(env_key, i) for i in range(d)])
         learner = Runner(
             agent_state=self._replicate(state),
             env_state=(),
             obs=(),
-            buffer_state=self._replicate(buffer_state),
+            carry=(),
+            data_state=self._replicate(data_state),
+            steps=self._replicate(jnp.zeros((), jnp.int32)),
             key=jax.device_put(keys[:, None], self.sharding),
         )
         actor_state = self._to_actor(learner)
         self.rollouts = 0
         # Compile the learner now, as the device loop does, so training time is training.
-        n, b = self.k * self.rollout_length, self.env.num_envs
-        action, extras = jax.device_get((action, extras))
-        example = Transition(
-            np.zeros((n,) + obs.shape, obs.dtype),
-            np.zeros((n, b) + action.shape[1:], action.dtype),
-            np.zeros((n, b), np.float32),
-            np.zeros((n, b), bool),
-            np.zeros((n, b), bool),
-            np.zeros((n,) + obs.shape, obs.dtype),
-            jax.tree.map(lambda x: np.zeros((n, b) + x.shape[1:], x.dtype), extras),
+        full = trajectory_example(self.agent, state, obs, actor_key, n)
+        full = jax.tree.map(lambda x: _split(np.asarray(x), self.k, d), full)
+        self._learn = self._learn.lower(learner, jax.device_put(full, self.sharding)).compile()
+        return HostRunner(
+            learner,
+            (actor_state,) * self.staleness,
+            actor_key,
+            carry,
+            jnp.asarray(done),
+            jnp.zeros((), jnp.int32),
         )
-        example = jax.tree.map(lambda x: _split(x, self.k, self.num_devices), example)
-        self._learn = self._learn.lower(learner, jax.device_put(example, self.sharding)).compile()
-        return HostRunner(learner, (actor_state,) * self.staleness, actor_key)
 
     def _to_actor(self, learner: Runner) -> Any:
         """What the actor acts with: device 0's copy of the learner's agent state (the
@@ -214,8 +232,8 @@ class HostLoop:
         return None
 
     # One logging interval ----------------------------------------------------------
-    def step(self, runner: HostRunner) -> tuple[HostRunner, dict[str, np.ndarray]]:
-        """Runs one logging interval; returns metrics `[1, updates, 1]` like the device loop."""
+    def step(self, runner: HostRunner) -> tuple[HostRunner, IntervalOutput]:
+        """Runs one logging interval; its outputs are `[updates, 1]` like the device loop's."""
         first, count, s = self.rollouts, self.rollouts_per_interval, self.staleness
         versions = _Versions()
         for j, state in enumerate(runner.actor_states):
@@ -223,23 +241,23 @@ class HostLoop:
         versions.publish(first, self._to_actor(runner.learner))
         rollouts: queue.Queue = queue.Queue(maxsize=max(1, s))
         stop = threading.Event()
-        key_box = [runner.actor_key]
+        actor_box = [(runner.actor_key, runner.actor_carry, runner.actor_done, runner.actor_steps)]
         waits = {"actor": 0.0}
 
         def actor() -> None:
             try:
-                key = key_box[0]
+                position = actor_box[0]
                 for i in range(first, first + count):
                     t = time.perf_counter()
                     state = versions.get(max(0, i - s))
                     waits["actor"] += time.perf_counter() - t
-                    item, key = self._collect(state, key, stop)
+                    item, position = self._collect(state, position, stop)
                     if item is None:
                         return
                     t = time.perf_counter()
                     _put(rollouts, item, stop)
                     waits["actor"] += time.perf_counter() - t
-                key_box[0] = key
+                actor_box[0] = position
             except BaseException as e:  # Handed to the learner, which raises it.
                 _put(rollouts, e, stop)
 
@@ -257,8 +275,8 @@ class HostLoop:
                 trajectory, stats = item
                 learner, metrics = self._learn(learner, jax.device_put(trajectory, self.sharding))
                 versions.publish(i + 1, self._to_actor(learner))
-                metrics = jax.device_get(metrics)  # Waits for the update (DESIGN.md).
-                history.append(_with_stats(metrics, stats, self.k))
+                metrics = jax.device_get(metrics)  # Waits for the update (docs/architecture.md).
+                history.append(({k: np.asarray(v)[0] for k, v in metrics.items()}, stats))
         finally:
             stop.set()
             versions.close()
@@ -266,16 +284,21 @@ class HostLoop:
         seconds_total = time.perf_counter() - start
         self.rollouts = first + count
         states = tuple(versions.get(max(0, self.rollouts - s + j)) for j in range(s))
-        metrics = {k: np.concatenate([h[k] for h in history], axis=1) for k in history[0]}
+        metrics = {k: np.concatenate([m[k] for m, _ in history]) for k in history[0][0]}
+        episodes = EpisodeStats(*(_on_last(history, i, self.k) for i in range(3)))
         for name, seconds in (("actor_wait", waits["actor"]), ("learner_wait", learner_wait)):
             fraction = np.float32(seconds / seconds_total)
-            metrics[f"{name}_fraction"] = np.full(metrics["count"].shape, fraction)
-        return HostRunner(learner, states, key_box[0]), metrics
+            metrics[f"{name}_fraction"] = np.full(episodes.count.shape, fraction)
+        key, carry, done, steps = actor_box[0]
+        runner = HostRunner(learner, states, key, carry, done, steps)
+        return runner, IntervalOutput(metrics, episodes)
 
     def _collect(
-        self, state: Any, key: jax.Array, stop: threading.Event
-    ) -> tuple[tuple[Transition, np.ndarray] | None, jax.Array]:
-        """One rollout of `k * T` vector steps, as `[D, k, T, B/D, ...]` arrays."""
+        self, state: Any, position: tuple[Any, ...], stop: threading.Event
+    ) -> tuple[tuple[Transition, np.ndarray] | None, tuple[Any, ...]]:
+        """One rollout of `k * T` vector steps, as `[D, k, T, B/D, ...]` arrays.
+        `position` is the actor's `(key, carry, done, steps)`, before and after."""
+        key, carry, done, steps = position
         env, n = self.env, self.k * self.rollout_length
         b = env.num_envs
         obs = env.obs
@@ -284,29 +307,55 @@ class HostLoop:
         reward = np.empty((n, b), np.float32)
         terminated = np.empty((n, b), bool)
         truncated = np.empty((n, b), bool)
-        actions, extras = [], []
+        actions, extras, carries = [], [], []
         stats = np.zeros(3, np.float64)  # Return sum, length sum, count.
         for t in range(n):
             if stop.is_set():
-                return None, key
-            out, key = self._act(state, obs, key)
-            action, extra = jax.device_get(out)
+                return None, position
+            out, carry, key = self._act(state, carry, done, obs, key, steps)
+            action, extra, acted_with = jax.device_get(out)
             next_obs, reward[t], terminated[t], truncated[t], final, ret, length, done = env.step(
                 action
             )
+            steps = steps + b
             obs_buf[t], next_buf[t] = obs, final
             actions.append(action)
             extras.append(extra)
+            carries.append(acted_with)
             if done.any():
                 stats += (ret.sum(), length.sum(), done.sum())
             obs = next_obs
-        extras = jax.tree.map(lambda *x: np.stack(x), *extras)
+        stack = lambda *x: np.stack(x)  # noqa: E731
         trajectory = Transition(
-            obs_buf, np.stack(actions), reward, terminated, truncated, next_buf, extras
+            obs_buf,
+            np.stack(actions),
+            reward,
+            terminated,
+            truncated,
+            next_buf,
+            jax.tree.map(stack, *extras),
+            jax.tree.map(stack, *carries),
         )
         d = self.num_devices
         trajectory = jax.tree.map(lambda x: _split(x, self.k, d), trajectory)
-        return (trajectory, stats), key
+        return (trajectory, stats), (key, carry, done, steps)
+
+    def evaluator(self, episodes: int) -> Evaluate:
+        """Deterministic episodes on fresh copies of the host env (seeded apart from the
+        training envs); the acting step is compiled once."""
+        from purerl.experiments.evaluate import Policy, evaluate_host
+
+        agent, name = self.agent, self.env.name
+
+        @jax.jit
+        def greedy(state: Any, carry: Any, obs: Any, key: jax.Array) -> tuple[Any, Any]:
+            return agent.act(state, carry, obs, key, deterministic=True)[:2]
+
+        def run(state: Any, key: jax.Array, seed: int) -> np.ndarray:
+            policy = Policy(functools.partial(greedy, state), agent.initial_carry)
+            return evaluate_host(policy, name, key, episodes, seed)[0]
+
+        return run
 
     # The end -----------------------------------------------------------------------
     @staticmethod
@@ -344,14 +393,13 @@ def _split(x: np.ndarray, k: int, d: int) -> np.ndarray:
     return np.moveaxis(x, 2, 0)
 
 
-def _with_stats(metrics: dict[str, np.ndarray], stats: np.ndarray, k: int) -> dict[str, Any]:
-    """Adds a rollout's episode statistics to its `k` updates' metrics (on the last one)."""
-    out = {name: np.asarray(v)[:1] for name, v in metrics.items()}  # [1, k, 1]
-    for i, name in enumerate(("return_sum", "length_sum", "count")):
-        column = np.zeros((1, k, 1), np.float32)
-        column[0, -1, 0] = stats[i]
-        out[name] = column
-    return out
+def _on_last(history: list[tuple[Any, np.ndarray]], field: int, k: int) -> np.ndarray:
+    """Each rollout's episode statistic `field` as a column `[k * rollouts, 1]`, on the last
+    of the rollout's `k` updates."""
+    column = np.zeros((len(history) * k, 1), np.float32)
+    for i, (_, stats) in enumerate(history):
+        column[(i + 1) * k - 1, 0] = stats[field]
+    return column
 
 
 class _Versions:

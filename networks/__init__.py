@@ -5,18 +5,37 @@ from purerl.networks.heads import (
     CategoricalHead,
     QHead,
     QNetwork,
+    RecurrentActorCritic,
+    TanhGaussianPolicy,
+    TwinQ,
     ValueHead,
     observation_dims,
 )
-from purerl.networks.torsos import MLP, activation_fn
+from purerl.networks.torsos import (
+    MLP,
+    TORSOS,
+    ConvTorso,
+    RecurrentCore,
+    activation_fn,
+    is_recurrent,
+    make_torso,
+)
 
 __all__ = [
     "MLP",
+    "ConvTorso",
+    "RecurrentCore",
+    "TORSOS",
     "activation_fn",
+    "is_recurrent",
+    "make_torso",
     "QHead",
     "QNetwork",
     "CategoricalHead",
     "ValueHead",
     "ActorCritic",
+    "RecurrentActorCritic",
+    "TanhGaussianPolicy",
+    "TwinQ",
     "observation_dims",
 ]

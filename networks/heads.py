@@ -1,13 +1,16 @@
-"""Heads: features -> Q-values, policies, values; and the small networks built from them."""
+"""Heads: features -> Q-values, policies, values; and the small networks that put a torso
+(from `networks.torsos`) and heads together."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import distrax
 import flax.linen as nn
 import jax
-from purerl.networks.torsos import MLP
+import jax.numpy as jnp
+from purerl.networks.torsos import MLP, RecurrentCore
 
 
 class QHead(nn.Module):
@@ -26,18 +29,15 @@ class QHead(nn.Module):
 
 
 class QNetwork(nn.Module):
-    """MLP torso + Q head: `obs[..., *obs_shape] -> q[..., num_actions]`."""
+    """Torso + Q head: `obs[..., *obs_shape] -> q[..., num_actions]`."""
 
+    torso: nn.Module
     num_actions: int
-    hidden_sizes: Sequence[int] = (64, 64)
-    activation: str = "relu"
-    num_obs_dims: int = 1
     dueling: bool = False
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        features = MLP(self.hidden_sizes, self.activation, self.num_obs_dims)(obs)
-        return QHead(self.num_actions, self.dueling)(features)
+        return QHead(self.num_actions, self.dueling)(self.torso(obs))
 
 
 class CategoricalHead(nn.Module):
@@ -60,16 +60,13 @@ class ValueHead(nn.Module):
 
 
 class ActorCritic(nn.Module):
-    """Separate MLP torsos for a categorical policy and a value: `obs -> (pi, v[...])`."""
+    """Separate torsos for a categorical policy and a value: `obs -> (pi, v[...])`."""
 
+    actor_torso: nn.Module
+    critic_torso: nn.Module
     num_actions: int
-    hidden_sizes: Sequence[int] = (64, 64)
-    activation: str = "tanh"
-    num_obs_dims: int = 1
 
     def setup(self) -> None:
-        self.actor_torso = MLP(self.hidden_sizes, self.activation, self.num_obs_dims)
-        self.critic_torso = MLP(self.hidden_sizes, self.activation, self.num_obs_dims)
         self.policy_head = CategoricalHead(self.num_actions)
         self.value_head = ValueHead()
 
@@ -83,6 +80,70 @@ class ActorCritic(nn.Module):
         return self.value_head(self.critic_torso(obs))
 
 
+class RecurrentActorCritic(nn.Module):
+    """A recurrent core shared by a categorical policy and a value, one time step:
+    `(carry, obs[B, ...]) -> (carry, (pi, v[B]))`."""
+
+    core: RecurrentCore
+    num_actions: int
+
+    @nn.compact
+    def __call__(self, carry: Any, obs: jax.Array) -> tuple[Any, tuple[distrax.Categorical, Any]]:
+        carry, features = self.core(carry, obs)
+        return carry, (CategoricalHead(self.num_actions)(features), ValueHead()(features))
+
+    def initialize_carry(self, batch_size: int) -> Any:
+        return self.core.initialize_carry(batch_size)
+
+
+class TanhGaussianPolicy(nn.Module):
+    """A tanh-squashed diagonal Gaussian policy, `obs -> distribution over [-1, 1]^A`
+    (Haarnoja et al., 2018); the log-std is clipped to `[log_std_min, log_std_max]`."""
+
+    torso: nn.Module
+    action_dim: int
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> distrax.Distribution:
+        features = self.torso(obs)
+        mean = nn.Dense(self.action_dim, name="mean")(features)
+        log_std = nn.Dense(self.action_dim, name="log_std")(features)
+        log_std = jnp.clip(log_std, self.log_std_min, self.log_std_max)
+        base = distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
+        return distrax.Transformed(base, distrax.Block(distrax.Tanh(), ndims=1))
+
+
+class TwinQ(nn.Module):
+    """Two independent Q-functions of (observation, action): `-> q[2, ...]` (Fujimoto et al.,
+    2018's clipped double Q; SAC's twin critics). Each is an MLP over the concatenation."""
+
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    num_obs_dims: int = 1
+    layer_norm: bool = False
+    kernel_init: str = "orthogonal"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        obs = jnp.asarray(obs, jnp.float32)
+        if self.num_obs_dims != 1:
+            obs = obs.reshape(obs.shape[: obs.ndim - self.num_obs_dims] + (-1,))
+        x = jnp.concatenate([obs, action.astype(jnp.float32)], axis=-1)
+        qs = []
+        for i in range(2):
+            torso = MLP(
+                self.hidden_sizes,
+                self.activation,
+                layer_norm=self.layer_norm,
+                kernel_init=self.kernel_init,
+                name=f"critic_{i}",
+            )
+            qs.append(nn.Dense(1, name=f"q_{i}")(torso(x))[..., 0])
+        return jnp.stack(qs)
+
+
 def observation_dims(shape: Sequence[int]) -> int:
     """How many trailing axes one observation of this shape has (for flattening)."""
     return len(tuple(shape))
@@ -94,5 +155,8 @@ __all__ = [
     "CategoricalHead",
     "ValueHead",
     "ActorCritic",
+    "RecurrentActorCritic",
+    "TanhGaussianPolicy",
+    "TwinQ",
     "observation_dims",
 ]

@@ -1,8 +1,10 @@
-"""Torsos: observation -> features."""
+"""Torsos: observation -> features. Feed-forward ones (MLP, Nature CNN, MinAtar CNN) are
+`obs -> features`; recurrent cores (LSTM, GRU) are `(carry, obs) -> (carry, features)`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -15,6 +17,18 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "gelu": nn.gelu,
     "silu": nn.silu,
     "elu": nn.elu,
+    "leaky_relu": nn.leaky_relu,
+}
+
+INITIALIZERS: dict[str, Callable[[float], Any]] = {
+    # Each takes the gain of the layer it initialises (sqrt(2) for hidden layers).
+    "orthogonal": lambda scale: nn.initializers.orthogonal(scale),
+    "lecun_normal": lambda scale: nn.initializers.variance_scaling(
+        scale**2 / 2, "fan_in", "truncated_normal"
+    ),
+    "he_normal": lambda scale: nn.initializers.he_normal(),
+    "glorot_uniform": lambda scale: nn.initializers.glorot_uniform(),
+    "xavier_uniform": lambda scale: nn.initializers.xavier_uniform(),
 }
 
 
@@ -28,6 +42,24 @@ def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
         ) from None
 
 
+def initializer(name: str, scale: float = float(np.sqrt(2))) -> Any:
+    """Looks up a kernel initializer by name, with an error that lists the choices."""
+    try:
+        return INITIALIZERS[name](scale)
+    except KeyError:
+        raise ValueError(
+            f"Unknown kernel initializer {name!r}; choose one of {sorted(INITIALIZERS)}."
+        ) from None
+
+
+def _flatten(x: jax.Array, num_obs_dims: int) -> jax.Array:
+    if num_obs_dims == 0:
+        return x[..., None]
+    if num_obs_dims > 1:
+        return x.reshape(x.shape[: x.ndim - num_obs_dims] + (-1,))
+    return x
+
+
 class MLP(nn.Module):
     """A multi-layer perceptron over flattened observations `[..., *obs_shape]`.
 
@@ -35,23 +67,170 @@ class MLP(nn.Module):
       hidden_sizes: width of each hidden layer.
       activation: name of the activation (see `ACTIVATIONS`).
       num_obs_dims: how many trailing axes form one observation; they are flattened.
-      kernel_scale: orthogonal initialisation scale of the hidden layers.
+      kernel_scale: initialisation gain of the hidden layers.
+      layer_norm: layer normalisation after each hidden layer's dense, before its activation.
+      kernel_init: name of the initializer (see `INITIALIZERS`).
     """
 
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
     num_obs_dims: int = 1
     kernel_scale: float = float(np.sqrt(2))
+    layer_norm: bool = False
+    kernel_init: str = "orthogonal"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = jnp.asarray(x, jnp.float32)
-        if self.num_obs_dims == 0:
-            x = x[..., None]
-        elif self.num_obs_dims > 1:
-            x = x.reshape(x.shape[: x.ndim - self.num_obs_dims] + (-1,))
+        x = _flatten(jnp.asarray(x, jnp.float32), self.num_obs_dims)
         act = activation_fn(self.activation)
         for size in self.hidden_sizes:
-            x = nn.Dense(size, kernel_init=nn.initializers.orthogonal(self.kernel_scale))(x)
+            x = nn.Dense(size, kernel_init=initializer(self.kernel_init, self.kernel_scale))(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
             x = act(x)
         return x
+
+
+class ConvTorso(nn.Module):
+    """Convolutions then dense layers over image observations `[..., H, W, C]`.
+
+    `uint8` pixels are scaled to [0, 1]. The preset layer stacks are `NATURE_CNN` (Mnih et
+    al., 2015: Atari's 84x84x4 frames) and `MINATAR_CNN` (Young and Tian, 2019: one 3x3
+    convolution of 16 channels for MinAtar's 10x10 grids).
+
+    Attributes:
+      convs: `(features, kernel, stride)` of each convolution.
+      hidden_sizes: widths of the dense layers after them.
+      activation, layer_norm, kernel_init: as in `MLP`.
+    """
+
+    convs: Sequence[tuple[int, int, int]]
+    hidden_sizes: Sequence[int] = (512,)
+    activation: str = "relu"
+    layer_norm: bool = False
+    kernel_init: str = "orthogonal"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = jnp.asarray(x)
+        scale = 1.0 / 255.0 if x.dtype == jnp.uint8 else 1.0
+        x = x.astype(jnp.float32) * scale
+        if x.ndim < 3:
+            raise ValueError(
+                f"A convolutional torso needs [..., H, W, C] observations; got {x.shape}."
+            )
+        batch = x.shape[:-3]
+        x = x.reshape((-1,) + x.shape[-3:])
+        act = activation_fn(self.activation)
+        init = initializer(self.kernel_init)
+        for features, kernel, stride in self.convs:
+            x = nn.Conv(features, (kernel, kernel), (stride, stride), "VALID", kernel_init=init)(x)
+            x = act(x)
+        x = x.reshape(batch + (-1,))
+        for size in self.hidden_sizes:
+            x = nn.Dense(size, kernel_init=init)(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = act(x)
+        return x
+
+
+NATURE_CNN = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
+MINATAR_CNN = ((16, 3, 1),)
+
+
+class RecurrentCore(nn.Module):
+    """An encoder (MLP or CNN) then an LSTM or GRU cell: `(carry, obs[B, ...]) ->
+    (carry, features[B, cell_size])`, one time step.
+
+    Attributes:
+      encoder: the feed-forward torso before the cell.
+      cell: "lstm" or "gru".
+      cell_size: the cell's hidden size.
+    """
+
+    encoder: nn.Module
+    cell: str = "lstm"
+    cell_size: int = 128
+
+    def _cell(self) -> nn.RNNCellBase:
+        if self.cell == "lstm":
+            return nn.OptimizedLSTMCell(self.cell_size, name="cell")
+        if self.cell == "gru":
+            return nn.GRUCell(self.cell_size, name="cell")
+        raise ValueError(f"Unknown recurrent cell {self.cell!r}; choose lstm or gru.")
+
+    @nn.compact
+    def __call__(self, carry: Any, obs: jax.Array) -> tuple[Any, jax.Array]:
+        return self._cell()(carry, self.encoder(obs))
+
+    def initialize_carry(self, batch_size: int) -> Any:
+        """The zero carry of `batch_size` envs (needs no parameters)."""
+        return zero_carry(self.cell, self.cell_size, batch_size)
+
+
+def zero_carry(cell: str, cell_size: int, batch_size: int) -> Any:
+    """The zero carry of an "lstm" (`(c, h)`) or "gru" (`h`) cell, leaves `[B, cell_size]`."""
+    zeros = jnp.zeros((batch_size, cell_size), jnp.float32)
+    return (zeros, zeros) if cell == "lstm" else zeros
+
+
+FEED_FORWARD_TORSOS = ("auto", "mlp", "cnn", "minatar_cnn")
+RECURRENT_TORSOS = ("lstm", "gru")
+TORSOS = FEED_FORWARD_TORSOS + RECURRENT_TORSOS
+
+
+def check_torso(name: str) -> None:
+    if name not in TORSOS:
+        raise ValueError(f"Unknown torso {name!r}; choose one of {list(TORSOS)}.")
+
+
+def is_recurrent(name: str) -> bool:
+    check_torso(name)
+    return name in RECURRENT_TORSOS
+
+
+def make_torso(
+    name: str,
+    obs_shape: Sequence[int],
+    hidden_sizes: Sequence[int] = (64, 64),
+    activation: str = "relu",
+    layer_norm: bool = False,
+    kernel_init: str = "orthogonal",
+    **kwargs: Any,
+) -> nn.Module:
+    """A torso by name, for observations of `obs_shape`.
+
+    Args:
+      name: "mlp", "cnn" (Nature), "minatar_cnn", "auto" (a CNN for image observations,
+        `[H, W, C]`: MinAtar's for grids up to 16x16, Nature's above; an MLP otherwise), or
+        a recurrent core, "lstm" / "gru" (the feed-forward torso `auto` picks, then the cell,
+        of size `hidden_sizes[-1]`).
+      obs_shape: the shape of one observation.
+      hidden_sizes: widths of the dense layers (after the convolutions for a CNN).
+      activation, layer_norm, kernel_init: see `MLP`.
+      **kwargs: passed to the module (e.g. `kernel_scale` for an MLP).
+    """
+    check_torso(name)
+    obs_shape = tuple(int(d) for d in obs_shape)
+    hidden_sizes = tuple(int(h) for h in hidden_sizes)
+    common = dict(activation=activation, layer_norm=layer_norm, kernel_init=kernel_init)
+    if name in RECURRENT_TORSOS:
+        if not hidden_sizes:
+            raise ValueError(f"The {name} torso needs hidden_sizes (the last is its cell size).")
+        encoder = make_torso("auto", obs_shape, hidden_sizes[:-1] or hidden_sizes, **common)
+        return RecurrentCore(encoder, name, hidden_sizes[-1])
+    if name == "auto":
+        if len(obs_shape) == 3:
+            name = "minatar_cnn" if max(obs_shape[:2]) <= 16 else "cnn"
+        else:
+            name = "mlp"
+    if name == "mlp":
+        return MLP(hidden_sizes, num_obs_dims=len(obs_shape), **common, **kwargs)
+    if len(obs_shape) != 3:
+        raise ValueError(
+            f"The {name} torso needs image observations [H, W, C]; got shape {obs_shape}. "
+            "Use --torso mlp."
+        )
+    convs = NATURE_CNN if name == "cnn" else MINATAR_CNN
+    return ConvTorso(convs, hidden_sizes, **common, **kwargs)

@@ -1,5 +1,19 @@
-"""Jittable replay buffers whose whole state is a pytree."""
+"""Data paths (how experience reaches `learn`) and jittable replay buffers whose whole state
+is a pytree: the on-policy rollout, uniform replay and prioritised replay share one
+interface, `DataPath`."""
 
-from purerl.replay.uniform import Buffer, BufferState, make_uniform
+from purerl.replay.base import DataPath, Sample, Schedule, on_policy
+from purerl.replay.prioritized import prioritized_replay
+from purerl.replay.uniform import Buffer, BufferState, make_uniform, uniform_replay
 
-__all__ = ["Buffer", "BufferState", "make_uniform"]
+__all__ = [
+    "Buffer",
+    "BufferState",
+    "DataPath",
+    "Sample",
+    "Schedule",
+    "make_uniform",
+    "on_policy",
+    "prioritized_replay",
+    "uniform_replay",
+]

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import struct
+from purerl.replay.base import DataPath, Sample, flatten_time, keep
 
 Item = Any  # A pytree of arrays: one transition, or a batch of them with a leading axis.
 
@@ -109,4 +110,28 @@ def make_uniform(capacity: int, batch_size: int, min_size: int | None = None) ->
         add=lambda state, items: add(state, items, capacity),
         sample=lambda state, key: sample(state, key, batch_size),
         can_sample=lambda state: can_sample(state, min_size),
+    )
+
+
+def uniform_replay(capacity: int, batch_size: int, min_size: int | None = None) -> DataPath:
+    """Uniform experience replay as a data path: every rollout's `[T, B]` transitions go into
+    a ring buffer; each gradient step samples `batch_size` of them uniformly, as a `Sample`
+    with unit weights.
+
+    Args: as `make_uniform`.
+    """
+    buffer = make_uniform(capacity, batch_size, min_size)
+
+    def sample_batch(state: BufferState, key: jax.Array) -> Sample:
+        idx = jax.random.randint(key, (buffer_batch,), 0, jnp.maximum(state.size, 1))
+        items = jax.tree.map(lambda s: s[idx], state.storage)
+        return Sample(items, idx, jnp.ones((buffer_batch,), jnp.float32))
+
+    buffer_batch = int(batch_size)
+    return DataPath(
+        init=lambda example: buffer.init(jax.tree.map(lambda x: x[0, 0], example)),
+        add=lambda state, trajectory: buffer.add(state, flatten_time(trajectory)),
+        sample=sample_batch,
+        can_sample=buffer.can_sample,
+        update=keep,
     )

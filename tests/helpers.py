@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from purerl.agents.base import EnvSpec, Transition
+from purerl.core import EnvSpec, Transition
+from purerl.replay import Sample
 
 AXIS = "device"
 CARTPOLE_SPEC = EnvSpec(
@@ -28,6 +29,12 @@ def transitions(key, shape, extras=None):
         next_obs=jax.random.normal(k4, shape + (4,)),
         extras=extras or {},
     )
+
+
+def replay_sample(items):
+    """`items` `[N]` as a uniform replay sample (unit weights)."""
+    n = items.reward.shape[0]
+    return Sample(items, jnp.arange(n, dtype=jnp.int32), jnp.ones((n,), jnp.float32))
 
 
 def data_parallel(learn, num_devices, batch_axis):

@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from purerl.agents import dqn
-from purerl.agents.base import EnvSpec
+from purerl.core import EnvSpec
 from purerl.networks import MLP
 
-from tests.helpers import AXIS, CARTPOLE_SPEC, data_parallel, transitions
+from tests.helpers import AXIS, CARTPOLE_SPEC, data_parallel, replay_sample, transitions
 
 Q_TM1 = jnp.array([[1.0, 2.0], [3.0, 4.0]])
 A_TM1 = jnp.array([0, 1])
@@ -40,13 +40,14 @@ def test_act_shapes_under_jit_and_vmap():
     agent = dqn.make(dqn.DQNConfig())
     state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
     obs = jax.random.normal(jax.random.PRNGKey(1), (7, 4))
-    action, _ = jax.jit(agent.act)(state, obs, jax.random.PRNGKey(2))
+    action, carry, _ = jax.jit(agent.act)(state, (), obs, jax.random.PRNGKey(2))
+    assert carry == ()
     chex.assert_shape(action, (7,))
     assert action.dtype == jnp.int32
     keys = jax.random.split(jax.random.PRNGKey(3), 7)
-    single, _ = jax.jit(jax.vmap(agent.act, in_axes=(None, 0, 0)))(state, obs, keys)
+    single, _, _ = jax.jit(jax.vmap(agent.act, in_axes=(None, None, 0, 0)))(state, (), obs, keys)
     chex.assert_shape(single, (7,))
-    greedy, _ = agent.act(state, obs, jax.random.PRNGKey(2), deterministic=True)
+    greedy, _, _ = agent.act(state, (), obs, jax.random.PRNGKey(2), deterministic=True)
     q = state.network.apply(state.params, obs)
     np.testing.assert_array_equal(greedy, jnp.argmax(q, -1))
 
@@ -63,22 +64,23 @@ def test_epsilon_decays_with_environment_steps():
     agent = dqn.make(config)
     state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
     obs = jax.random.normal(jax.random.PRNGKey(1), (4000, 4))  # No ties between actions.
-    greedy = agent.act(state, obs, jax.random.PRNGKey(0), deterministic=True)[0]
-    explore = agent.act(state, obs, jax.random.PRNGKey(0))[0]
+    greedy = agent.act(state, (), obs, jax.random.PRNGKey(0), deterministic=True)[0]
+    explore = agent.act(state, (), obs, jax.random.PRNGKey(0))[0]
     assert 0.4 < float(jnp.mean(explore != greedy)) < 0.6  # epsilon 1: half differ.
     late = state.replace(steps=jnp.asarray(100))  # 100 updates x 10 env steps: decayed.
-    explore = agent.act(late, obs, jax.random.PRNGKey(0))[0]
+    explore = agent.act(late, (), obs, jax.random.PRNGKey(0))[0]
     assert float(jnp.mean(explore != greedy)) < 0.05
 
 
 def test_learn_changes_params_counts_and_updates_target_on_schedule():
     agent = dqn.make(dqn.DQNConfig(target_update_period=2))
     state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
-    batch = transitions(jax.random.PRNGKey(1), (32,))
+    batch = replay_sample(transitions(jax.random.PRNGKey(1), (32,)))
     learn = jax.jit(chex.assert_max_traces(agent.learn, n=1))
     s1, metrics = learn(state, batch, jax.random.PRNGKey(2))
     assert int(s1.steps) == 1
-    assert set(metrics) >= {"loss", "q_mean", "td_abs", "grad_norm", "epsilon"}
+    assert set(metrics) >= {"loss", "q_mean", "td_abs", "grad_norm", "epsilon", "priorities"}
+    np.testing.assert_allclose(metrics["priorities"].shape, (32,))
     chex.assert_trees_all_equal(s1.target_params, state.target_params)
     with pytest.raises(AssertionError):
         chex.assert_trees_all_close(s1.params, state.params)
@@ -86,11 +88,11 @@ def test_learn_changes_params_counts_and_updates_target_on_schedule():
     assert int(s2.steps) == 2
     chex.assert_trees_all_equal(s2.target_params, s2.params)
     for leaf in jax.tree.leaves(metrics):
-        assert np.isfinite(leaf)
+        assert np.all(np.isfinite(leaf))
 
 
 def test_double_q_changes_the_loss_when_networks_differ():
-    batch = transitions(jax.random.PRNGKey(1), (64,))
+    batch = replay_sample(transitions(jax.random.PRNGKey(1), (64,)))
     losses = []
     for double in (False, True):
         agent = dqn.make(dqn.DQNConfig(double_q=double, target_update_period=1000))
@@ -109,7 +111,7 @@ def test_dueling_head_q_is_value_plus_centred_advantage():
     head = params["QHead_0"]
     assert set(head) == {"value", "advantage"}
     obs = jax.random.normal(jax.random.PRNGKey(1), (5, 4))
-    features = MLP((64, 64), "relu").apply({"params": params["MLP_0"]}, obs)
+    features = MLP((64, 64), "relu").apply({"params": params["torso"]}, obs)
     value = features @ head["value"]["kernel"] + head["value"]["bias"]
     advantage = features @ head["advantage"]["kernel"] + head["advantage"]["bias"]
     q = state.network.apply(state.params, obs)
@@ -138,7 +140,7 @@ def test_four_devices_learn_like_one_on_the_same_global_batch():
     single = dqn.make(config)
     parallel = dqn.make(config, axis_name=AXIS)
     state = single.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
-    batch = transitions(jax.random.PRNGKey(1), (64,))
+    batch = replay_sample(transitions(jax.random.PRNGKey(1), (64,)))
     key = jax.random.PRNGKey(2)
     expected, m1 = jax.jit(single.learn)(state, batch, key)
     got, m4 = data_parallel(parallel.learn, 4, batch_axis=0)(state, batch, key)

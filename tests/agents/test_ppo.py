@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from purerl.agents import ppo
-from purerl.agents.base import EnvSpec, Transition
+from purerl.core import EnvSpec, Transition, reset_carry
 
 from tests.helpers import AXIS, CARTPOLE_SPEC, data_parallel, transitions
 
@@ -72,7 +72,7 @@ def test_ppo_loss_by_hand():
     )
     loss, info = ppo.ppo_loss(
         params,
-        network,
+        lambda p, b: network.apply(p, b.obs),
         batch,
         jnp.array([1.0, -1.0]),
         jnp.array([1.0, 3.0]),
@@ -95,24 +95,25 @@ def test_ppo_loss_by_hand():
 
 
 def rollout(key, num_steps=8, num_envs=4, agent=None):
-    agent = agent or ppo.make(ppo.PPOConfig(anneal_lr=False))
+    agent = agent or ppo.make(ppo.PPOConfig(lr_schedule="constant"))
     state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
     batch = transitions(key, (num_steps, num_envs))
-    _, extras = agent.act(state, batch.obs, jax.random.PRNGKey(5))
+    _, _, extras = agent.act(state, (), batch.obs, jax.random.PRNGKey(5))
     return state, batch._replace(extras=extras)
 
 
 def test_act_shapes_under_jit_and_vmap():
-    agent = ppo.make(ppo.PPOConfig(anneal_lr=False))
+    agent = ppo.make(ppo.PPOConfig(lr_schedule="constant"))
     state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
     obs = jax.random.normal(jax.random.PRNGKey(1), (6, 4))
-    action, info = jax.jit(agent.act)(state, obs, jax.random.PRNGKey(2))
+    action, carry, info = jax.jit(agent.act)(state, (), obs, jax.random.PRNGKey(2))
+    assert carry == ()
     chex.assert_shape([action, info["log_prob"], info["value"]], (6,))
     assert action.dtype == jnp.int32 and info["log_prob"].dtype == jnp.float32
     keys = jax.random.split(jax.random.PRNGKey(3), 6)
-    single, _ = jax.vmap(agent.act, in_axes=(None, 0, 0))(state, obs, keys)
+    single, _, _ = jax.vmap(agent.act, in_axes=(None, None, 0, 0))(state, (), obs, keys)
     chex.assert_shape(single, (6,))
-    mode, _ = agent.act(state, obs, jax.random.PRNGKey(2), deterministic=True)
+    mode, _, _ = agent.act(state, (), obs, jax.random.PRNGKey(2), deterministic=True)
     pi, _ = state.network.apply(state.params, obs)
     np.testing.assert_array_equal(mode, jnp.argmax(pi.logits, -1))
 
@@ -139,7 +140,7 @@ def test_gradients_are_finite_and_zero_through_old_policy_terms():
         b = flat._replace(extras={**flat.extras, "log_prob": old_log_prob})
         return ppo.ppo_loss(
             state.params,
-            state.network,
+            lambda p, b: state.network.apply(p, b.obs),
             b,
             jnp.ones(8),
             jnp.ones(8),
@@ -152,7 +153,7 @@ def test_gradients_are_finite_and_zero_through_old_policy_terms():
     grads = jax.grad(
         lambda p: ppo.ppo_loss(
             p,
-            state.network,
+            lambda p, b: state.network.apply(p, b.obs),
             flat,
             jnp.ones(8),
             jnp.ones(8),
@@ -170,7 +171,7 @@ def test_gradients_are_finite_and_zero_through_old_policy_terms():
 def test_continuous_actions_are_refused():
     spec = EnvSpec(CARTPOLE_SPEC.observation_space, gymnasium.spaces.Box(-1, 1, (1,)))
     with pytest.raises(ValueError, match="PPO needs a discrete action space"):
-        ppo.make(ppo.PPOConfig(anneal_lr=False)).init(jax.random.PRNGKey(0), spec)
+        ppo.make(ppo.PPOConfig(lr_schedule="constant")).init(jax.random.PRNGKey(0), spec)
 
 
 def test_bad_config_is_a_clear_error():
@@ -178,14 +179,18 @@ def test_bad_config_is_a_clear_error():
         ppo.PPOConfig(num_envs=0)
     with pytest.raises(ValueError, match="must divide the rollout"):
         ppo.PPOConfig(num_envs=3, num_steps=5, num_minibatches=4)
-    with pytest.raises(ValueError, match="needs num_updates"):
-        ppo.make(ppo.PPOConfig(anneal_lr=True))
+    with pytest.raises(ValueError, match="needs the run's number of gradient steps"):
+        ppo.make(ppo.PPOConfig(lr_schedule="linear"))
+    with pytest.raises(ValueError, match="Unknown optimizer 'adamm'"):
+        ppo.PPOConfig(optimizer="adamm")
+    with pytest.raises(ValueError, match="num_minibatches .* must divide num_envs"):
+        ppo.PPOConfig(torso="lstm", num_envs=6, num_minibatches=4)
 
 
 def test_four_devices_learn_like_one_on_the_same_global_batch():
     # One minibatch per epoch: each device's shuffle then covers the same global set.
     config = ppo.PPOConfig(
-        num_envs=8, num_steps=8, num_minibatches=1, update_epochs=2, anneal_lr=False
+        num_envs=8, num_steps=8, num_minibatches=1, update_epochs=2, lr_schedule="constant"
     )
     state, batch = rollout(jax.random.PRNGKey(1), num_steps=8, num_envs=8)
     key = jax.random.PRNGKey(2)
@@ -194,3 +199,48 @@ def test_four_devices_learn_like_one_on_the_same_global_batch():
     got, m4 = data_parallel(parallel, 4, batch_axis=1)(state, batch, key)
     chex.assert_trees_all_close(got.params, expected.params, atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(m4["value_loss"], m1["value_loss"], rtol=1e-4)
+
+
+def recurrent_rollout(cell, steps=6, envs=3):
+    """Acts step by step with a recurrent PPO, resetting the carry where episodes end."""
+    config = ppo.PPOConfig(
+        torso=cell, hidden_sizes=(16, 8), lr_schedule="constant", num_envs=envs, num_minibatches=1
+    )
+    agent = ppo.make(config)
+    state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
+    batch = transitions(jax.random.PRNGKey(1), (steps, envs))
+    done = jnp.zeros((steps, envs), bool).at[2, 0].set(True).at[3, 1].set(True)
+    batch = batch._replace(terminated=done)
+    carry = agent.initial_carry(envs)
+    carries, extras, logits = [], [], []
+    for t in range(steps):
+        carries.append(carry)
+        _, new_carry, info = agent.act(state, carry, batch.obs[t], jax.random.PRNGKey(t))
+        extras.append(info)
+        logits.append(state.network.apply(state.params, carry, batch.obs[t])[1][0].logits)
+        carry = reset_carry(agent.initial_carry(envs), new_carry, done[t])
+    stack = lambda *x: jnp.stack(x)  # noqa: E731
+    batch = batch._replace(extras=jax.tree.map(stack, *extras), carry=jax.tree.map(stack, *carries))
+    return agent, state, batch, jnp.stack(logits)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_recurrent_unroll_equals_acting_step_by_step(cell):
+    agent, state, batch, logits = recurrent_rollout(cell)
+    (pi, value), _ = ppo.unroll(state.network, state.params, batch, agent.initial_carry(3))
+    np.testing.assert_allclose(pi.logits, logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(value, batch.extras["value"], rtol=1e-5, atol=1e-6)
+    # Without the resets the episode after an end would see the old episode's memory.
+    no_reset = batch._replace(terminated=jnp.zeros_like(batch.terminated))
+    (pi2, _), _ = ppo.unroll(state.network, state.params, no_reset, agent.initial_carry(3))
+    assert not np.allclose(pi2.logits[3:, 0], logits[3:, 0], atol=1e-6)
+
+
+def test_recurrent_learn_changes_params_and_carries_are_per_env():
+    agent, state, batch, _ = recurrent_rollout("lstm", steps=8, envs=4)
+    carry = agent.initial_carry(4)
+    chex.assert_shape(jax.tree.leaves(carry), (4, 8))
+    new, metrics = jax.jit(agent.learn)(state, batch, jax.random.PRNGKey(2))
+    with pytest.raises(AssertionError):
+        chex.assert_trees_all_close(new.params, state.params)
+    assert all(np.isfinite(v) for v in metrics.values())

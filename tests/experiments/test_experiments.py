@@ -9,7 +9,7 @@ import pytest
 from purerl.agents.dqn import DQNConfig
 from purerl.agents.ppo import PPOConfig
 from purerl.experiments import dqn, ppo
-from purerl.experiments.common import RunConfig, plan
+from purerl.experiments.config import RunConfig, plan
 
 SMALL_PPO = PPOConfig(num_envs=8, num_steps=16, num_minibatches=2, update_epochs=2)
 SMALL_DQN = DQNConfig(learning_starts=500, buffer_size=2000, batch_size=32, num_envs=4)
@@ -228,8 +228,9 @@ def test_a_run_directory_is_never_overwritten(tmp_path):
 
 
 def test_yaml_config_then_command_line_flags_override_it(tmp_path):
-    from purerl.experiments.common import parse
-    from purerl.experiments.ppo import PPOExperiment
+    from purerl.experiments.cli import experiment_class, parse
+
+    PPOExperiment = experiment_class("ppo")  # noqa: N806
 
     path = tmp_path / "c.yaml"
     path.write_text("env: Acrobot-v1\nnum-envs: 16\nlearning_rate: 0.001\nhidden_sizes: [32, 32]\n")

@@ -10,8 +10,8 @@ import pytest
 from purerl import envs
 from purerl.agents.ppo import PPOConfig
 from purerl.experiments import ppo
-from purerl.experiments.common import RunConfig
-from purerl.experiments.evaluate import evaluate
+from purerl.experiments.config import RunConfig
+from purerl.experiments.evaluate import evaluate, stateless
 from purerl.experiments.policy import POLICY_FILE, eval_key
 
 
@@ -35,12 +35,14 @@ def run_dir(tmp_path_factory):
 def test_evaluate_runs_each_episode_to_its_end():
     env, params = envs.make("tests.envs.my_jax_env:Corridor")  # Length 5, 20 steps at most.
     right = jax.jit(
-        lambda k: evaluate(lambda o, _: jnp.ones(o.shape[0], jnp.int32), env, params, k, 3)
+        lambda k: evaluate(
+            stateless(lambda o, _: jnp.ones(o.shape[0], jnp.int32)), env, params, k, 3
+        )
     )
     returns, finished = right(jax.random.PRNGKey(0))
     np.testing.assert_array_equal(returns, [1.0, 1.0, 1.0])
     assert bool(finished.all())
-    left = lambda o, _: jnp.zeros(o.shape[0], jnp.int32)  # noqa: E731
+    left = stateless(lambda o, _: jnp.zeros(o.shape[0], jnp.int32))
     returns, finished = evaluate(left, env, params, jax.random.PRNGKey(0), 2)
     np.testing.assert_array_equal(returns, [0.0, 0.0])  # Truncated after 20 steps.
     returns, finished = evaluate(left, env, params, jax.random.PRNGKey(0), 2, max_steps=5)

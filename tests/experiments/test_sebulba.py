@@ -12,7 +12,7 @@ import purerl
 import pytest
 from purerl.experiments import dqn, enjoy, ppo
 from purerl.experiments.checkpoint import Checkpoints
-from purerl.experiments.common import cli_main
+from purerl.experiments.cli import cli_main
 
 from tests.envs import my_host_envs
 

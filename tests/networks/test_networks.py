@@ -4,7 +4,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from purerl.networks import MLP, ActorCritic, QNetwork, activation_fn
+from purerl.networks import (
+    MLP,
+    ActorCritic,
+    ConvTorso,
+    QNetwork,
+    RecurrentCore,
+    TanhGaussianPolicy,
+    TwinQ,
+    activation_fn,
+    make_torso,
+)
+from purerl.networks.torsos import initializer
 
 
 def test_mlp_flattens_image_observations():
@@ -16,14 +27,14 @@ def test_mlp_flattens_image_observations():
 
 
 def test_q_network_shapes_with_and_without_leading_batch():
-    net = QNetwork(num_actions=3, hidden_sizes=(16,))
+    net = QNetwork(MLP((16,)), num_actions=3)
     params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 4)))
     chex.assert_shape(net.apply(params, jnp.zeros((7, 4))), (7, 3))
     chex.assert_shape(net.apply(params, jnp.zeros((4,))), (3,))
 
 
 def test_actor_critic_returns_a_categorical_and_a_value():
-    net = ActorCritic(num_actions=2, hidden_sizes=(16, 16))
+    net = ActorCritic(MLP((16, 16)), MLP((16, 16)), num_actions=2)
     obs = jax.random.normal(jax.random.PRNGKey(1), (6, 4))
     params = net.init(jax.random.PRNGKey(0), obs)
     pi, value = net.apply(params, obs)
@@ -38,3 +49,84 @@ def test_actor_critic_returns_a_categorical_and_a_value():
 def test_unknown_activation_lists_choices():
     with pytest.raises(ValueError, match="Unknown activation 'sigmoidish'"):
         activation_fn("sigmoidish")
+
+
+@pytest.mark.parametrize(
+    "name, shape, torso",
+    [
+        ("auto", (4,), MLP),
+        ("auto", (10, 10, 4), ConvTorso),  # MinAtar-sized grid -> the small CNN.
+        ("auto", (84, 84, 4), ConvTorso),
+        ("mlp", (10, 10, 4), MLP),
+        ("minatar_cnn", (10, 10, 4), ConvTorso),
+        ("cnn", (84, 84, 4), ConvTorso),
+    ],
+)
+def test_torsos_by_name(name, shape, torso):
+    net = make_torso(name, shape, (32,), "relu", layer_norm=True, kernel_init="lecun_normal")
+    assert isinstance(net, torso)
+    obs = jnp.ones((3,) + shape, jnp.uint8)
+    params = net.init(jax.random.PRNGKey(0), obs)
+    chex.assert_shape(net.apply(params, obs), (3, 32))
+    assert any("LayerNorm" in k for k in params["params"])
+
+
+def test_nature_cnn_layers_and_pixel_scaling():
+    net = make_torso("cnn", (84, 84, 4), (512,))
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 84, 84, 4), jnp.uint8))
+    kernels = [params["params"][f"Conv_{i}"]["kernel"].shape for i in range(3)]
+    assert kernels == [(8, 8, 4, 32), (4, 4, 32, 64), (3, 3, 64, 64)]
+    # 84 -> 20 -> 9 -> 7: 7 * 7 * 64 features into the dense layer.
+    chex.assert_shape(params["params"]["Dense_0"]["kernel"], (3136, 512))
+    pixels = jnp.full((1, 84, 84, 4), 255, jnp.uint8)
+    np.testing.assert_allclose(
+        net.apply(params, pixels), net.apply(params, jnp.ones((1, 84, 84, 4))), rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_recurrent_cores_carry_state(cell):
+    core = make_torso(cell, (4,), (16, 8), "tanh")
+    assert isinstance(core, RecurrentCore) and core.cell_size == 8
+    carry = core.initialize_carry(5)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (5, 4))
+    params = core.init(jax.random.PRNGKey(0), carry, obs)
+    carry1, out1 = core.apply(params, carry, obs)
+    chex.assert_shape(out1, (5, 8))
+    _, out2 = core.apply(params, carry1, obs)
+    # The same input gives a different output once the carry holds the past.
+    assert not np.allclose(out1, out2)
+
+
+def test_unknown_torso_and_initializer_are_clear_errors():
+    with pytest.raises(ValueError, match="Unknown torso 'transformer'"):
+        make_torso("transformer", (4,))
+    with pytest.raises(ValueError, match="Unknown kernel initializer 'zeros'"):
+        initializer("zeros")
+    with pytest.raises(ValueError, match="needs image observations"):
+        make_torso("cnn", (4,))
+
+
+def test_tanh_gaussian_policy_log_prob_by_hand():
+    # A fixed mean and std: log pi(a) = log N(u; mu, s) - log(1 - tanh(u)^2), a = tanh(u).
+    policy = TanhGaussianPolicy(MLP((8,)), action_dim=1)
+    obs = jnp.zeros((1, 3))
+    params = policy.init(jax.random.PRNGKey(0), obs)
+    params = jax.tree.map(jnp.zeros_like, params)  # mean 0, log_std 0 -> std 1
+    dist = policy.apply(params, obs)
+    u = 0.5
+    a = jnp.tanh(jnp.array([[u]]))
+    expected = -0.5 * u**2 - 0.5 * np.log(2 * np.pi) - np.log(1 - np.tanh(u) ** 2)
+    np.testing.assert_allclose(dist.log_prob(a), [expected], rtol=1e-5)
+    sample, log_prob = dist.sample_and_log_prob(seed=jax.random.PRNGKey(1))
+    assert np.all(np.abs(sample) < 1)
+    np.testing.assert_allclose(log_prob, dist.log_prob(sample), rtol=1e-4, atol=1e-4)
+
+
+def test_twin_q_has_two_independent_critics():
+    critic = TwinQ((16, 16))
+    obs, action = jnp.ones((5, 3)), jnp.ones((5, 2))
+    params = critic.init(jax.random.PRNGKey(0), obs, action)
+    q = critic.apply(params, obs, action)
+    chex.assert_shape(q, (2, 5))
+    assert not np.allclose(q[0], q[1])

@@ -1,0 +1,208 @@
+"""The types every part of purerl shares: agents, environments, replay and the loops import
+them from here, so that none of those packages depends on another for its vocabulary.
+
+See `docs/architecture.md` for how they fit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import gymnasium
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PRNGKey = jax.Array
+AgentState = Any  # A pytree: params, target params, optax state, counters.
+Carry = Any  # An agent's per-env recurrent state, leaves [B, ...]; () for feed-forward agents.
+Observation = Any  # An array (or pytree of arrays) with a leading batch axis.
+Action = jax.Array
+ActInfo = dict[str, jax.Array]
+Batch = Any
+Metrics = dict[str, jax.Array]
+
+DEVICE_AXIS = "device"  # The mesh axis data-parallel learners average over.
+PRIORITIES = "priorities"  # The key under which `learn` hands per-sample priorities back.
+
+
+class EnvSpec(NamedTuple):
+    """What an agent needs to know about an environment to build its networks."""
+
+    observation_space: gymnasium.spaces.Space
+    action_space: gymnasium.spaces.Space
+
+
+class InitFn(Protocol):
+    def __call__(self, key: PRNGKey, spec: EnvSpec) -> AgentState: ...
+
+
+class ActFn(Protocol):
+    def __call__(
+        self,
+        state: AgentState,
+        carry: Carry,
+        obs: Observation,
+        key: PRNGKey,
+        deterministic: bool = False,
+    ) -> tuple[Action, Carry, ActInfo]: ...
+
+
+class LearnFn(Protocol):
+    def __call__(
+        self, state: AgentState, batch: Batch, key: PRNGKey
+    ) -> tuple[AgentState, Metrics]: ...
+
+
+def no_carry(batch_size: int) -> Carry:
+    """The carry of a feed-forward agent: nothing."""
+    del batch_size
+    return ()
+
+
+class Agent(NamedTuple):
+    """An agent as pure functions, in the style of `optax.GradientTransformation`.
+
+    Attributes:
+      init: `(key, spec) -> state`, the initial agent state (a pytree).
+      act: `(state, carry, obs[B, ...], key, deterministic=False) -> (action[B], carry, info)`;
+        jittable and vmappable. `carry` is the per-env recurrent state (`()` for a
+        feed-forward agent, whose `act` is usually written without it and wrapped with
+        `feed_forward`). `deterministic=True` is the greedy / mean policy of evaluation.
+        `info` holds what `learn` needs later (log-probabilities, values, ...).
+      learn: `(state, batch, key) -> (state, metrics)`; one gradient step on what the
+        agent's data path sampled. When made with an `axis_name`, gradients are averaged
+        over that named device axis, so the same function is the single-device and the
+        data-parallel learner. Scalar metrics are logged; a `[N]` array under
+        `PRIORITIES` is written back to a prioritised data path.
+      initial_carry: `(batch_size) -> carry`, the carry at the start of an episode; the
+        loops put it back wherever an episode ends.
+    """
+
+    init: InitFn
+    act: ActFn
+    learn: LearnFn
+    initial_carry: Callable[[int], Carry] = no_carry
+
+
+def feed_forward(
+    act: Callable[..., tuple[Action, ActInfo]],
+) -> ActFn:
+    """Turns a feed-forward `act(state, obs, key, deterministic=False) -> (action, info)` into
+    the agent API's `act`, which passes the (empty) carry through."""
+
+    def act_with_carry(
+        state: AgentState, carry: Carry, obs: Observation, key: PRNGKey, deterministic: bool = False
+    ) -> tuple[Action, Carry, ActInfo]:
+        action, info = act(state, obs, key, deterministic)
+        return action, carry, info
+
+    return act_with_carry
+
+
+def reset_carry(initial: Carry, carry: Carry, done: jax.Array) -> Carry:
+    """`carry` with the rows of envs whose episode ended (`done[B]`) set back to `initial`."""
+
+    def pick(init: jax.Array, current: jax.Array) -> jax.Array:
+        mask = done.reshape(done.shape + (1,) * (current.ndim - 1))
+        return jnp.where(mask, init, current)
+
+    return jax.tree.map(pick, initial, carry)
+
+
+class Transition(NamedTuple):
+    """One environment step, the record that flows through `lax.scan` and into replay.
+
+    Leaves carry whatever leading axes the caller gives them (`[T, B]` for a rollout,
+    `[N]` for a replay sample).
+
+    Attributes:
+      obs: the observation the action was chosen on.
+      action: the action taken.
+      reward: the reward received.
+      terminated: the episode truly ended (no bootstrap from `next_obs`).
+      truncated: the episode was cut by a time limit (bootstrap from `next_obs`).
+      next_obs: the observation after the step; the ended episode's last one when the
+        environment auto-reset (its `info["final_observation"]`).
+      extras: what `act` returned alongside the action (log-probs, values, ...).
+      carry: the agent's carry the action was chosen with (`()` for feed-forward agents);
+        a recurrent learner starts its unroll from the first step's.
+    """
+
+    obs: Observation
+    action: Action
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    next_obs: Observation
+    extras: ActInfo
+    carry: Carry = ()
+
+
+class EpisodeStats(NamedTuple):
+    """Finished episodes in one update, summed over envs, steps and devices."""
+
+    return_sum: jax.Array  # [] float32
+    length_sum: jax.Array  # [] float32
+    count: jax.Array  # [] float32
+
+
+def maybe_pmean(tree: Any, axis_name: str | None) -> Any:
+    """Averages `tree` over the named device axis, or returns it unchanged without one."""
+    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def require_discrete(space: gymnasium.spaces.Space, agent: str) -> int:
+    """Returns the number of actions of a `Discrete` space, or a clear error."""
+    if not isinstance(space, gymnasium.spaces.Discrete):
+        raise ValueError(
+            f"{agent} needs a discrete action space (gymnasium.spaces.Discrete), but the "
+            f"environment's action space is {space}. Use an agent for continuous actions "
+            "(sac) or an environment with discrete actions."
+        )
+    if int(space.start) != 0:
+        raise ValueError(f"{agent} needs actions numbered from 0; got {space}.")
+    return int(space.n)
+
+
+def require_box(space: gymnasium.spaces.Space, agent: str) -> tuple[np.ndarray, np.ndarray]:
+    """The finite `(low, high)` bounds of a one-dimensional `Box` action space, or a clear
+    error."""
+    if not isinstance(space, gymnasium.spaces.Box) or len(space.shape) != 1:
+        raise ValueError(
+            f"{agent} needs a continuous action space (a one-dimensional gymnasium.spaces.Box), "
+            f"but the environment's action space is {space}. Use an agent for discrete actions "
+            "(dqn, ppo) or an environment with continuous actions."
+        )
+    low, high = np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise ValueError(
+            f"{agent} rescales its actions to the action space's bounds, which must be finite; "
+            f"got {space}. Wrap the environment to bound its actions."
+        )
+    return low, high
+
+
+def random_actions(space: gymnasium.spaces.Space, key: PRNGKey, batch_size: int) -> jax.Array:
+    """`batch_size` uniformly random actions of a `Discrete` or bounded `Box` space (the
+    warm-up actions of off-policy agents)."""
+    if isinstance(space, gymnasium.spaces.Discrete):
+        start = int(space.start)
+        return jax.random.randint(key, (batch_size,), start, start + int(space.n), jnp.int32)
+    if isinstance(space, gymnasium.spaces.Box):
+        low, high = np.asarray(space.low), np.asarray(space.high)
+        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+            raise ValueError(f"Random warm-up actions need a bounded action space; got {space}.")
+        u = jax.random.uniform(key, (batch_size,) + tuple(space.shape), jnp.float32)
+        return (low + u * (high - low)).astype(space.dtype)
+    raise ValueError(f"No random warm-up actions for the action space {space}.")
+
+
+def per_device(num: int, what: str, num_devices: int) -> int:
+    """`num` (over all devices) split evenly over `num_devices`, or a clear error."""
+    if num % num_devices:
+        raise ValueError(
+            f"{what} ({num}) must be divisible by the number of devices ({num_devices})."
+        )
+    return num // num_devices

@@ -1,0 +1,155 @@
+"""The command line: one script per registered agent (`python -m purerl.experiments.NAME`),
+flags generated from the run config and the agent's config (tyro), YAML config files and
+`--resume`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from purerl.envs.host import HostEnvError
+from purerl.experiments.config import RunConfig
+
+
+def agent_script(name: str) -> tuple[Callable[..., dict[str, Any]], Callable[..., dict[str, Any]]]:
+    """`(run, main)` of the registered agent `name`'s experiment script:
+    `run(run_config, agent_config) -> summary` and `main(argv) -> summary`."""
+    from purerl.agents import registry
+
+    entry = registry.get(name)
+
+    def run(run: RunConfig, config: Any) -> dict[str, Any]:
+        """Trains the agent and returns the run summary."""
+        from purerl.experiments.trainer import train
+
+        return train(entry, run, config)
+
+    def main(argv: list[str] | None = None) -> dict[str, Any]:
+        args = parse(experiment_class(name), argv)
+        if args.run.resume:
+            return run(*resume_configs(args, name))
+        return run(args.run, args.agent)
+
+    return run, main
+
+
+def experiment_class(name: str) -> type:
+    """The CLI's dataclass for agent `name`: `run` (RunConfig) and `agent` (its config)."""
+    from purerl.agents import registry
+
+    config_class = registry.get(name).config_class()
+    cls = dataclasses.make_dataclass(
+        f"{name.upper()}Experiment",
+        [
+            ("run", RunConfig, dataclasses.field(default_factory=RunConfig)),
+            ("agent", config_class, dataclasses.field(default_factory=config_class)),
+        ],
+        frozen=True,
+        kw_only=True,
+    )
+    cls.__doc__ = f"Train {name} on any environment, data-parallel over all local devices."
+    return cls
+
+
+def cli_main(fn: Callable[[], Any]) -> None:
+    """Runs a script's main, turning configuration errors into a one-line message."""
+    try:
+        fn()
+    except KeyboardInterrupt as e:
+        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
+        sys.exit(130)
+    except (ValueError, TypeError, FloatingPointError) as e:
+        if os.environ.get("PURERL_TRACEBACK"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except HostEnvError as e:  # The user's environment failed; its traceback is theirs.
+        import traceback
+
+        if e.__cause__ is not None:
+            traceback.print_exception(e.__cause__.__cause__ or e.__cause__, file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+def resume_configs(args: Any, agent_name: str) -> tuple[RunConfig, Any]:
+    """The run and agent configs `args.run.resume` was started with, set to resume it.
+    Other flags given with --resume are named in a warning, since they are not used."""
+    from purerl.experiments.policy import read_config
+
+    run_dir = args.run.resume
+    ignored = [
+        f"--{f.name.replace('_', '-')}"
+        for part in (args.run, args.agent)
+        for f in dataclasses.fields(part)
+        if f.name not in ("resume", "quiet") and getattr(part, f.name) != f.default
+    ]
+    if ignored:
+        print(
+            f"warning: --resume continues {run_dir} with the configs it was started with; "
+            f"ignoring {', '.join(ignored)}",
+            file=sys.stderr,
+        )
+    saved = read_config(Path(run_dir))
+    if saved["agent"] != agent_name:
+        raise ValueError(
+            f"{run_dir} is a {saved['agent']} run; resume it with "
+            f"python -m purerl.experiments.{saved['agent']} --resume {run_dir}"
+        )
+    run = RunConfig(
+        **{**saved["run"], "resume": str(run_dir), "run_dir": str(run_dir), "quiet": args.run.quiet}
+    )
+    return run, saved["agent_config"]
+
+
+def parse(cls: type, argv: list[str] | None = None) -> Any:
+    """Parses a flat CLI (`--env`, `--num-envs`, `--learning-rate`, ...) into `cls`, an
+    experiment dataclass with `run` and `agent` fields. `--config FILE.yaml` gives defaults
+    by flag name (`num_envs: 16` or `num-envs: 16`); flags on the command line override it."""
+    import tyro
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    default = None
+    path = _config_path(argv)
+    if path is not None:
+        default = _from_yaml(cls, path)
+    return tyro.cli(cls, args=argv, default=default, config=(tyro.conf.OmitArgPrefixes,))
+
+
+def _config_path(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _from_yaml(cls: type, path: str) -> Any:
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as e:
+        raise ValueError(f"Cannot read --config {path}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"--config {path} is not valid YAML: {e}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"--config {path} must map flag names to values.")
+    parts = {f.name: f.default_factory() for f in dataclasses.fields(cls)}  # run, agent
+    fields = {name: {f.name for f in dataclasses.fields(part)} for name, part in parts.items()}
+    chosen: dict[str, dict[str, Any]] = {name: {} for name in parts}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        owner = next((part for part, names in fields.items() if name in names), None)
+        if owner is None:
+            known = sorted(n for names in fields.values() for n in names)
+            raise ValueError(f"--config {path}: unknown option {key!r}; options are {known}.")
+        if isinstance(value, list):
+            value = tuple(value)
+        chosen[owner][name] = value
+    return cls(**{name: dataclasses.replace(parts[name], **chosen[name]) for name in parts})

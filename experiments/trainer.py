@@ -1,0 +1,302 @@
+"""The trainer: builds the loop an environment needs (the device loop for JAX envs, the host
+loop for Python ones), runs its logging intervals through the run features, and writes the
+summary. `train_agent` trains an agent a researcher wrote, with everything the built-in
+agents get (logs, checkpoints, evaluation)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from purerl.agents.registry import Context, Entry, Recipe
+from purerl.core import Agent, per_device
+from purerl.envs.host import HostEnvError
+from purerl.experiments import anakin
+from purerl.experiments.checkpoint import Checkpoints
+from purerl.experiments.config import Plan, RunConfig, default_run_dir, plan
+from purerl.experiments.features import (
+    CheckpointFeature,
+    Evaluator,
+    Feature,
+    FiniteCheck,
+    Interval,
+    MetricFiles,
+    PeriodicEvaluation,
+    ProgressFeature,
+    StopRequest,
+    Writers,
+    interval_row,
+)
+from purerl.experiments.loop import Loop
+from purerl.experiments.plot import CURVE_FILE, plot
+from purerl.experiments.policy import CONFIG_FILE, save_policy, write_config
+from purerl.replay.base import DataPath, Schedule
+
+Build = Callable[[Context], Recipe]
+OFF_POLICY_ROLLOUT_STEPS = 128  # Env steps a host-loop message holds at least (off-policy).
+
+
+def train(entry: Entry, run: RunConfig, config: Any) -> dict[str, Any]:
+    """Trains the registered agent `entry` with `config`; returns the summary."""
+    return _train(
+        entry.name,
+        run,
+        config,
+        lambda context: entry.recipe(config, context),
+        config.env_steps_per_update,
+        entry.off_policy,
+    )
+
+
+def train_agent(
+    agent: Agent,
+    data: DataPath,
+    schedule: Schedule,
+    run: RunConfig | None = None,
+    *,
+    num_envs: int = 8,
+    name: str = "custom",
+    off_policy: bool = False,
+) -> dict[str, Any]:
+    """Trains any `Agent(init, act, learn)` on either loop (chosen by `run.env`), with the
+    logs, checkpoints, evaluation and summary the built-in agents get.
+
+    Args:
+      agent: your agent; make its `learn` average gradients over `purerl.core.DEVICE_AXIS`
+        (`jax.lax.pmean`) to train data-parallel on several devices.
+      data: its data path (`purerl.replay.on_policy()`, `uniform_replay(...)`, ...), sized
+        per device.
+      schedule: rollout length, gradient steps per update, warm-up steps.
+      run: the run settings (`RunConfig(env=..., total_timesteps=...)`).
+      num_envs: environments over all devices.
+      name: the agent's name in the run directory and the summary.
+      off_policy: it learns from replay, so the host loop may act ahead of learning.
+
+    Returns:
+      The summary dict (also written to `RUN_DIR/summary.json`).
+    """
+    run = run or RunConfig()
+
+    def build(context: Context) -> Recipe:
+        envs = num_envs if context.host else per_device(num_envs, "num_envs", context.num_devices)
+        return Recipe(agent, data, schedule, envs)
+
+    return _train(name, run, None, build, num_envs * schedule.rollout_length, off_policy)
+
+
+def _train(
+    name: str,
+    run: RunConfig,
+    config: Any,
+    build: Build,
+    steps_per_update: int,
+    off_policy: bool,
+) -> dict[str, Any]:
+    from purerl import envs
+
+    kind, made = envs.resolve(run.env)  # Host envs resolve without starting JAX's backend.
+    if kind == "host":
+        from purerl.experiments import sebulba
+
+        sebulba.prefer_sequential_cpu_ops()
+    mesh = anakin.make_mesh(run.num_devices)
+    num_devices = mesh.devices.size
+    loop: Loop
+    if kind == "host":
+        if run.num_seeds != 1:
+            raise ValueError(
+                f"{run.env} is a host (Python) environment: the host loop trains one seed per "
+                "process. Run seeds as separate processes (--seed N), or use a JAX environment "
+                "to vmap them."
+            )
+        k = 1 if not off_policy else max(1, -(-OFF_POLICY_ROLLOUT_STEPS // steps_per_update))
+        the_plan = plan(run.total_timesteps, steps_per_update, run.num_logs, multiple=k)
+        recipe = build(Context(num_devices, the_plan.num_updates, host=True))
+        vec_env = envs.HostVecEnv(made, recipe.num_envs, run.env, run.host_envs)
+        staleness = int(off_policy) if run.max_staleness is None else run.max_staleness
+        loop = sebulba.HostLoop(
+            recipe, vec_env, k, the_plan.updates_per_interval // k, mesh, staleness, run.seed
+        )
+        where = f"{recipe.num_envs} {run.host_envs} Python envs on the host, learner on"
+    else:
+        unused = [
+            flag
+            for flag, given in (
+                ("--host-envs", run.host_envs != "sync"),
+                ("--max-staleness", run.max_staleness is not None),
+            )
+            if given
+        ]
+        if unused:
+            print(
+                f"warning: {run.env} is a JAX environment, so it runs on the device loop; "
+                f"not using the host-loop option(s) {', '.join(unused)}.",
+                file=sys.stderr,
+            )
+        env, env_params = made
+        the_plan = plan(run.total_timesteps, steps_per_update, run.num_logs)
+        recipe = build(Context(num_devices, the_plan.num_updates, host=False))
+        loop = anakin.DeviceLoop(
+            recipe, env, env_params, the_plan.updates_per_interval, mesh, run.seed, run.num_seeds
+        )
+        where = f"{recipe.num_envs} envs per device, on"
+    try:
+        return _run(name, run, config, loop, the_plan, mesh, where)
+    finally:
+        loop.close()
+
+
+def _run_dir(name: str, run: RunConfig, config: Any) -> Path:
+    if run.resume:
+        return Path(run.resume)
+    run_dir = Path(run.run_dir) if run.run_dir else default_run_dir(name, run.env)
+    if (run_dir / CONFIG_FILE).exists():
+        raise ValueError(
+            f"{run_dir} already holds a run. Continue it with --resume {run_dir}, or "
+            "choose another --run-dir."
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(run_dir, name, run, config)
+    return run_dir
+
+
+def _run(
+    name: str, run: RunConfig, config: Any, loop: Loop, the_plan: Plan, mesh: Any, where: str
+) -> dict[str, Any]:
+    run_dir = _run_dir(name, run, config)
+    say = (lambda *a: None) if run.quiet else (lambda *a: print(*a, flush=True))
+    device = mesh.devices.flat[0]
+    say(
+        f"purerl {name} on {run.env}: {the_plan.total_steps:,} steps x {run.num_seeds} "
+        f"seed(s); {loop.name}: {where} {mesh.devices.size} {device.platform} device(s); "
+        f"run dir {run_dir}"
+    )
+    t0 = time.perf_counter()
+    runner = loop.init()
+    compile_seconds = time.perf_counter() - t0
+
+    # Made on first use: orbax's import and manager cost ~0.4 s a short default run skips.
+    checkpoints = Checkpoints(run_dir, run.keep_checkpoints) if run.resume else None
+    host: dict[str, Any] = {}
+    start, train_seconds = 0, 0.0
+    if run.resume:
+        runner, host = checkpoints.restore_latest(runner)
+        warning = loop.load_host_state(host.get("loop", {}))
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+        start, train_seconds = host["interval"] + 1, host["train_seconds"]
+
+    evaluator: list[Evaluator] = []  # Built (and compiled) when first needed.
+
+    def get_evaluator() -> Evaluator:
+        if not evaluator:
+            evaluator.append(Evaluator(loop, run))
+        return evaluator[0]
+
+    per_interval = the_plan.updates_per_interval * the_plan.steps_per_update
+    files = MetricFiles(run_dir)
+    writers = Writers(run_dir, run, bool(start))
+    progress = ProgressFeature(the_plan.total_steps, run.quiet, start * per_interval)
+    evaluation = PeriodicEvaluation(
+        run_dir, run, get_evaluator, loop.agent_states, writers, progress
+    )
+    stop = StopRequest(run_dir, lambda: saver.checkpoints is not None)
+    features: list[Feature] = [files, FiniteCheck(name, run_dir), writers, progress, evaluation]
+
+    def host_state(interval: Interval) -> dict[str, Any]:
+        return {
+            "interval": interval.index,
+            "train_seconds": train_seconds,
+            "loop": loop.host_state(),
+            "features": {f.key: f.state() for f in features if f.key},
+        }
+
+    saver = CheckpointFeature(run_dir, run, the_plan.total_steps, stop, host_state, checkpoints)
+    features += [saver, stop]  # Ctrl-C stops after the checkpoint is saved.
+    if run.resume:
+        for f in features:
+            if f.key:
+                f.load(host["features"][f.key])
+        say(f"  resumed from the checkpoint after {start * per_interval:,} steps")
+
+    try:
+        for index in range(start, the_plan.num_intervals):
+            t = time.perf_counter()
+            runner, output = loop.step(runner)
+            train_seconds += time.perf_counter() - t
+            steps = (index + 1) * per_interval
+            row = interval_row(output, steps, steps * run.num_seeds / train_seconds)
+            last = index == the_plan.num_intervals - 1
+            interval = Interval(index, steps, steps - per_interval, last, output, row, runner)
+            for feature in features:
+                feature.on_interval(interval)
+    except HostEnvError as e:
+        raise HostEnvError(
+            f"{e}. "
+            + (
+                f"The last checkpoint in {run_dir / 'checkpoints'} is intact: fix the "
+                f"environment and continue with --resume {run_dir}."
+                if saver.saved()
+                else f"No checkpoint had been saved; the metrics so far are in {run_dir}."
+            )
+        ) from e
+    finally:
+        for feature in reversed(features):
+            feature.close()
+
+    final_states = loop.agent_states(runner)
+    eval_returns = np.zeros((0,))
+    if run.eval_episodes:
+        eval_returns = get_evaluator()(final_states)
+    save_policy(run_dir, final_states)
+    final = files.final_return()
+    summary = {
+        "agent": name,
+        "env": run.env,
+        "run_dir": str(run_dir),
+        "total_timesteps": the_plan.total_steps,
+        "requested_timesteps": run.total_timesteps,
+        "num_seeds": run.num_seeds,
+        "seeds": [run.seed + i for i in range(run.num_seeds)],
+        "final_return": [float(x) for x in final],
+        "final_return_mean": float(np.mean(final)),
+        "eval_episodes": run.eval_episodes,
+        "eval_return": [float(x) for x in eval_returns],
+        "eval_return_mean": float(np.mean(eval_returns)) if run.eval_episodes else float("nan"),
+        "periodic_eval": evaluation.rows,
+        "loop": loop.kind,
+        "compile_seconds": compile_seconds,
+        "train_seconds": train_seconds,
+        "steps_per_second": the_plan.total_steps * run.num_seeds / train_seconds,
+        "devices": {
+            "count": int(mesh.devices.size),
+            "kind": device.device_kind,
+            "platform": device.platform,
+        },
+        "updates": the_plan.num_updates,
+        "steps_per_update": the_plan.steps_per_update,
+        "jax_version": jax.__version__,
+        "run_config": dataclasses.asdict(run),
+        "agent_config": dataclasses.asdict(config) if config is not None else None,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if run.plot:
+        try:
+            plot([run_dir], run_dir / CURVE_FILE)
+        except Exception as e:  # A plotting problem must not fail a finished run.
+            print(f"warning: could not draw {run_dir / CURVE_FILE}: {e}", file=sys.stderr)
+    evaluated = f"eval return {summary['eval_return_mean']:.2f}, " if run.eval_episodes else ""
+    say(
+        f"done: final return {summary['final_return_mean']:.2f} "
+        f"(per seed {', '.join(f'{x:.1f}' for x in final)}), {evaluated}"
+        f"{summary['steps_per_second']:,.0f} steps/s, compile {compile_seconds:.1f}s, "
+        f"train {train_seconds:.1f}s -> {run_dir / 'summary.json'}"
+    )
+    return summary

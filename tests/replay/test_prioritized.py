@@ -1,0 +1,135 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from purerl.core import PRIORITIES
+from purerl.replay import on_policy, prioritized_replay, uniform_replay
+from purerl.replay.prioritized import tree_depth, tree_find, tree_set
+
+
+def trajectory(values):
+    """A `[T=1, B]` trajectory of scalar items."""
+    return {"x": jnp.asarray(values, jnp.float32)[None]}
+
+
+def example():
+    return {"x": jnp.zeros((1, 1), jnp.float32)}
+
+
+def test_sum_tree_invariants_under_random_writes():
+    depth = tree_depth(1000)
+    tree = jnp.zeros((2 << depth,), jnp.float32)
+    rng = np.random.default_rng(0)
+    leaves = np.zeros(1 << depth, np.float32)
+    for _ in range(20):
+        idx = rng.integers(0, 1000, 64)
+        values = rng.uniform(0, 10, 64).astype(np.float32)
+        tree = tree_set(tree, jnp.asarray(idx), jnp.asarray(values), depth)
+        for i, v in zip(idx, values, strict=True):  # Duplicates: the last write wins.
+            leaves[i] = v
+    tree = np.asarray(tree)
+    np.testing.assert_array_equal(tree[1 << depth :], leaves)
+    for node in range(1, 1 << depth):  # Every parent is exactly its children's float32 sum.
+        assert tree[node] == np.float32(tree[2 * node] + tree[2 * node + 1])
+
+
+def test_tree_find_never_enters_zero_mass_even_at_the_edges():
+    depth = tree_depth(8)
+    tree = tree_set(jnp.zeros((16,)), jnp.arange(8), jnp.asarray([0, 1, 0, 0, 2, 0, 0, 0.0]), depth)
+    values = jnp.asarray([0.0, 0.5, 0.999999, 1.0, 2.9999, 3.0, 100.0])
+    idx = np.asarray(tree_find(tree, values, depth))
+    assert set(idx) <= {1, 4}
+    np.testing.assert_array_equal(idx[:3], [1, 1, 1])
+    np.testing.assert_array_equal(idx[3:5], [4, 4])
+
+
+def test_zero_priority_items_are_never_sampled_at_capacity_one_million():
+    buffer = prioritized_replay(1_000_000, 256, alpha=1.0)
+    state = buffer.init(example())
+    state = jax.jit(buffer.add)(state, trajectory(np.zeros(1000)))
+    # Every other item gets priority 0 (eps 0 makes it exactly 0).
+    zero_eps = prioritized_replay(1_000_000, 256, alpha=1.0, eps=0.0)
+    batch = buffer.sample(state, jax.random.PRNGKey(0))
+    idx = jnp.arange(1000)
+    batch = batch._replace(indices=idx)
+    state = zero_eps.update(state, batch, {PRIORITIES: (idx % 2).astype(jnp.float32)})
+    sample = jax.jit(zero_eps.sample)
+    for i in range(50):
+        got = np.asarray(sample(state, jax.random.PRNGKey(i)).indices)
+        assert np.all(got % 2 == 1) and np.all(got < 1000)
+
+
+def test_sampled_frequencies_match_priorities():
+    alpha = 0.5
+    buffer = prioritized_replay(64, 64, alpha=alpha)
+    state = buffer.init(example())
+    state = buffer.add(state, trajectory(np.zeros(64)))
+    priorities = jnp.arange(1, 65, dtype=jnp.float32)
+    batch = buffer.sample(state, jax.random.PRNGKey(0))._replace(indices=jnp.arange(64))
+    state = buffer.update(state, batch, {PRIORITIES: priorities})
+    counts = np.zeros(64)
+    sample = jax.jit(buffer.sample)
+    draws = 800
+    for i in range(draws):
+        np.add.at(counts, np.asarray(sample(state, jax.random.PRNGKey(i)).indices), 1)
+    expected = np.asarray(priorities + 1e-6) ** alpha
+    expected = expected / expected.sum() * draws * 64
+    # Chi-square test at 64 - 1 degrees of freedom: the 99.9% quantile is about 104.
+    chi2 = np.sum((counts - expected) ** 2 / expected)
+    assert chi2 < 104, chi2
+
+
+def test_importance_weights_by_hand_and_beta_annealing():
+    buffer = prioritized_replay(4, 4, alpha=1.0, beta_start=0.5, beta_steps=2, eps=0.0)
+    state = buffer.add(buffer.init(example()), trajectory([0, 0, 0, 0]))
+    batch = buffer.sample(state, jax.random.PRNGKey(0))._replace(indices=jnp.arange(4))
+    state = buffer.update(state, batch, {PRIORITIES: jnp.asarray([1.0, 1.0, 1.0, 5.0])})
+    # samples = 1 -> beta = 0.5 + 0.5 * 1 / 2 = 0.75. P = (1, 1, 1, 5) / 8; N = 4.
+    # w_i = (4 * P_i) ^ -0.75, divided by the largest: (1 / 2) ^ -0.75 for the three 1s.
+    batch = buffer.sample(state, jax.random.PRNGKey(3))
+    prob = np.where(np.asarray(batch.indices) == 3, 5 / 8, 1 / 8)
+    w = (4 * prob) ** -0.75
+    np.testing.assert_allclose(batch.weights, w / w.max(), rtol=1e-5)
+    # Once annealed, beta = 1.
+    state = buffer.update(state, batch, {PRIORITIES: jnp.asarray([1.0, 1.0, 1.0, 1.0])})
+    assert int(state.samples) == 2
+
+
+def test_new_items_get_the_largest_priority_seen():
+    buffer = prioritized_replay(8, 2, alpha=1.0, eps=0.0)
+    state = buffer.add(buffer.init(example()), trajectory([0, 0]))
+    batch = buffer.sample(state, jax.random.PRNGKey(0))._replace(indices=jnp.arange(2))
+    state = buffer.update(state, batch, {PRIORITIES: jnp.asarray([7.0, 3.0])})
+    state = buffer.add(state, trajectory([1]))
+    np.testing.assert_allclose(state.tree[(1 << 3) + 2], 7.0)
+    assert bool(buffer.can_sample(state))
+
+
+def test_missing_priorities_are_a_clear_error():
+    buffer = prioritized_replay(8, 2)
+    state = buffer.add(buffer.init(example()), trajectory([0, 0]))
+    with pytest.raises(ValueError, match="per-sample priorities"):
+        buffer.update(state, buffer.sample(state, jax.random.PRNGKey(0)), {"loss": 0.0})
+
+
+def test_uniform_and_on_policy_paths_share_the_interface():
+    traj = {"x": jnp.arange(12, dtype=jnp.float32).reshape(3, 4)}
+    uniform = uniform_replay(16, 5)
+    state = uniform.add(uniform.init(traj), traj)
+    batch = uniform.sample(state, jax.random.PRNGKey(0))
+    chex.assert_shape([batch.items["x"], batch.indices, batch.weights], (5,))
+    np.testing.assert_array_equal(batch.items["x"], batch.indices)  # Items sit at [t * B + b].
+    np.testing.assert_array_equal(batch.weights, 1.0)
+    assert uniform.update(state, batch, {}) is state
+    rollout = on_policy()
+    state = rollout.add(rollout.init(traj), traj)
+    assert rollout.can_sample(state) is True
+    chex.assert_trees_all_equal(rollout.sample(state, jax.random.PRNGKey(0)), traj)
+
+
+def test_bad_sizes_are_clear_errors():
+    with pytest.raises(ValueError, match="min_size"):
+        prioritized_replay(10, 20)
+    with pytest.raises(ValueError, match="alpha >= 0"):
+        prioritized_replay(10, 2, alpha=-1)
