@@ -29,14 +29,15 @@ from purerl.core import (
     require_discrete,
 )
 from purerl.networks import QNetwork, is_recurrent, make_torso
-from purerl.replay import Sample, Schedule, prioritized_replay, uniform_replay
+from purerl.replay import Sample, Schedule
+from purerl.replay.options import ReplayOptions
 
 LOSSES = ("huber", "mse")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class DQNConfig:
-    """DQN hyperparameters.
+class DQNConfig(ReplayOptions):
+    """DQN hyperparameters (and the replay settings of `ReplayOptions`).
 
     Attributes:
       learning_rate: the optimizer's step size.
@@ -66,14 +67,6 @@ class DQNConfig:
         that learns every `num_envs * train_frequency` steps after `learning_starts`.
       num_envs: environments stepped in parallel, over all devices.
       train_frequency: vectorised environment steps between learner updates.
-      buffer_size: replay capacity in transitions, over all devices.
-      batch_size: transitions per learner update, over all devices.
-      learning_starts: environment steps (over all devices) before learning begins.
-      prioritized: prioritised replay (Schaul et al., 2016) with |TD error| priorities.
-      priority_alpha: priority exponent.
-      priority_beta_start: importance-weight exponent at the start, annealed to 1 over the
-        run's learner updates.
-      priority_eps: added to |TD error|.
     """
 
     learning_rate: float = 2.5e-4
@@ -97,13 +90,6 @@ class DQNConfig:
     epsilon_decay_steps: int = 250_000
     num_envs: int = 16
     train_frequency: int = 1
-    buffer_size: int = 10_000
-    batch_size: int = 128
-    learning_starts: int = 10_000
-    prioritized: bool = False
-    priority_alpha: float = 0.6
-    priority_beta_start: float = 0.4
-    priority_eps: float = 1e-6
 
     def __post_init__(self) -> None:
         check_optimizer(self.optimizer)
@@ -115,32 +101,16 @@ class DQNConfig:
             )
         if self.loss not in LOSSES:
             raise ValueError(f"DQNConfig.loss must be one of {LOSSES}; got {self.loss!r}.")
-        for name in (
-            "num_envs",
-            "train_frequency",
-            "buffer_size",
-            "batch_size",
-            "target_update_period",
-            "epsilon_decay_steps",
-        ):
+        self.check_replay()
+        for name in ("num_envs", "train_frequency", "target_update_period", "epsilon_decay_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(
                     f"DQNConfig.{name} must be a positive integer; got {getattr(self, name)}."
                 )
-        if self.batch_size > self.buffer_size:
-            raise ValueError(
-                f"DQNConfig.batch_size ({self.batch_size}) is larger than buffer_size "
-                f"({self.buffer_size}); raise buffer_size or lower batch_size."
-            )
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"DQNConfig.tau must be in (0, 1]; got {self.tau}.")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"DQNConfig.gamma must be in [0, 1]; got {self.gamma}.")
-        if self.learning_starts > self.buffer_size:
-            raise ValueError(
-                f"DQNConfig.learning_starts ({self.learning_starts}) exceeds buffer_size "
-                f"({self.buffer_size}): the buffer could never hold enough to start learning."
-            )
 
     @property
     def env_steps_per_update(self) -> int:
@@ -303,23 +273,8 @@ def make(config: DQNConfig, axis_name: str | None = None, num_updates: int | Non
 def recipe(config: DQNConfig, context: Context) -> Recipe:
     """DQN's data path (uniform or prioritised replay, one shard per device) and schedule
     (one gradient step every `train_frequency` vector steps)."""
-    devices = context.num_devices
-    num_envs = per_device(config.num_envs, "--num-envs", devices)
-    batch_size = per_device(config.batch_size, "--batch-size", devices)
-    capacity = per_device(config.buffer_size, "--buffer-size", devices)
-    min_size = max(batch_size, config.learning_starts // devices)
-    if config.prioritized:
-        data = prioritized_replay(
-            capacity,
-            batch_size,
-            min_size,
-            alpha=config.priority_alpha,
-            beta_start=config.priority_beta_start,
-            beta_steps=max(1, context.num_updates),
-            eps=config.priority_eps,
-        )
-    else:
-        data = uniform_replay(capacity, batch_size, min_size)
+    num_envs = per_device(config.num_envs, "--num-envs", context.num_devices)
+    data = config.replay(context.num_devices, context.num_updates)
     agent = make(config, axis_name=DEVICE_AXIS, num_updates=context.num_updates)
     schedule = Schedule(rollout_length=config.train_frequency)
     return Recipe(agent, data, schedule, config.num_envs if context.host else num_envs)

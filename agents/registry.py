@@ -96,3 +96,4 @@ def names() -> list[str]:
 
 register("ppo", "purerl.agents.ppo", "PPOConfig")
 register("dqn", "purerl.agents.dqn", "DQNConfig", off_policy=True)
+register("sac", "purerl.agents.sac", "SACConfig", off_policy=True)

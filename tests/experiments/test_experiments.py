@@ -278,3 +278,44 @@ def test_periodic_evaluation_is_logged_apart_from_training(tmp_path):
     assert all(np.isfinite(float(r["eval_return"])) for r in rows)
     assert summary["periodic_eval"][-1]["eval_return"] == float(rows[-1]["eval_return"])
     assert "eval_return" not in metrics(tmp_path / "eval")[0]  # Training rows stay apart.
+
+
+@pytest.mark.slow
+def test_sac_learns_pendulum(tmp_path):
+    from purerl.agents.sac import SACConfig
+    from purerl.experiments import sac
+
+    run = RunConfig(
+        env="Pendulum-v1",
+        total_timesteps=12_000,
+        num_logs=4,
+        run_dir=str(tmp_path / "sac"),
+        quiet=True,
+        num_devices=1,
+        plot=False,
+    )
+    summary = sac.run(run, SACConfig(hidden_sizes=(64, 64)))
+    assert summary["final_return"][0] >= -300  # Random actions score about -1200.
+
+
+def test_sac_runs_on_the_host_loop_and_its_policy_loads(tmp_path):
+    import purerl
+    from purerl.agents.sac import SACConfig
+    from purerl.experiments import sac
+
+    run = RunConfig(
+        env="gymnasium:Pendulum-v1",
+        total_timesteps=1000,
+        num_logs=2,
+        run_dir=str(tmp_path / "sac"),
+        quiet=True,
+        num_devices=1,
+        plot=False,
+    )
+    config = SACConfig(hidden_sizes=(16,), batch_size=32, learning_starts=200, buffer_size=1000)
+    summary = sac.run(run, config)
+    assert summary["loop"] == "host"
+    returns = [float(r["episode_return"]) for r in metrics(tmp_path / "sac")]
+    assert any(np.isfinite(returns)) and float(metrics(tmp_path / "sac")[-1]["alpha"]) != 1.0
+    action = purerl.load_policy(tmp_path / "sac")(np.zeros((3, 3), np.float32), None)
+    assert action.shape == (3, 1) and np.all(np.abs(action) <= 2.0)

@@ -1,0 +1,336 @@
+"""Soft Actor-Critic (Haarnoja et al., 2018; automatic temperature from Haarnoja et al.,
+2018b) for continuous actions: a tanh-squashed Gaussian policy, twin critics with
+Polyak-averaged targets (Fujimoto et al., 2018's clipped double Q), and a learned entropy
+temperature, each with its own optimizer."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from purerl.agents.optimizers import check_optimizer, check_schedule, make_optimizer
+from purerl.agents.registry import Context, Recipe
+from purerl.core import (
+    DEVICE_AXIS,
+    PRIORITIES,
+    Agent,
+    EnvSpec,
+    Metrics,
+    feed_forward,
+    maybe_pmean,
+    per_device,
+    require_box,
+)
+from purerl.networks import TanhGaussianPolicy, TwinQ, is_recurrent, make_torso
+from purerl.replay import Sample, Schedule
+from purerl.replay.options import ReplayOptions
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SACConfig(ReplayOptions):
+    """SAC hyperparameters (and the replay settings of `ReplayOptions`).
+
+    Attributes:
+      actor_learning_rate: the policy optimizer's step size.
+      critic_learning_rate: the critics' optimizer's step size.
+      alpha_learning_rate: the temperature optimizer's step size.
+      optimizer: any optax optimizer with its arguments ("adam", "adamw(weight_decay=1e-4)",
+        ...), used for the policy, the critics and the temperature alike.
+      lr_schedule: "constant", "linear", "cosine", ... over the run's gradient steps.
+      max_grad_norm: clip each network's gradients to this global norm (0: no clipping).
+      gamma: discount factor.
+      tau: Polyak step of the target critics after each gradient step.
+      init_alpha: the entropy temperature at the start.
+      autotune_alpha: learn the temperature so the policy's entropy tracks the target.
+      target_entropy: the entropy target; None for `-action_dim`.
+      torso: the policy's torso ("auto", "mlp", "cnn", "minatar_cnn"); critics are MLPs
+        over the observation and the action.
+      hidden_sizes: widths of the policy's and the critics' hidden layers.
+      activation: activation of the hidden layers.
+      layer_norm: layer normalisation in the hidden layers (policy and critics).
+      kernel_init: the initializer ("lecun_normal", "orthogonal", ...).
+      num_envs: environments stepped in parallel, over all devices.
+      train_frequency: vector env steps between updates.
+      gradient_steps: gradient steps per update (with `num_envs` 1 and `train_frequency` 1,
+        gradient steps per env step).
+
+    `learning_starts` env steps act uniformly at random before the policy acts and learning
+    begins; `prioritized` replay uses the critics' mean |TD error| as priorities.
+    """
+
+    actor_learning_rate: float = 1e-3
+    critic_learning_rate: float = 1e-3
+    alpha_learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    lr_schedule: str = "constant"
+    max_grad_norm: float = 0.0
+    gamma: float = 0.99
+    tau: float = 0.005
+    init_alpha: float = 1.0
+    autotune_alpha: bool = True
+    target_entropy: float | None = None
+    torso: str = "auto"
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    activation: str = "relu"
+    layer_norm: bool = False
+    kernel_init: str = "lecun_normal"
+    num_envs: int = 1
+    train_frequency: int = 1
+    gradient_steps: int = 1
+    buffer_size: int = 100_000
+    batch_size: int = 256
+    learning_starts: int = 1_000
+
+    def __post_init__(self) -> None:
+        check_optimizer(self.optimizer)
+        check_schedule(self.lr_schedule)
+        if is_recurrent(self.torso):
+            raise ValueError(
+                f"SAC has no recurrent variant; --torso {self.torso} is not supported."
+            )
+        self.check_replay()
+        for name in ("num_envs", "train_frequency", "gradient_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(
+                    f"SACConfig.{name} must be a positive integer; got {getattr(self, name)}."
+                )
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"SACConfig.tau must be in (0, 1]; got {self.tau}.")
+        if self.init_alpha <= 0:
+            raise ValueError(f"SACConfig.init_alpha must be positive; got {self.init_alpha}.")
+
+    @property
+    def env_steps_per_update(self) -> int:
+        return self.num_envs * self.train_frequency
+
+
+@struct.dataclass
+class SACState:
+    actor_params: Any
+    critic_params: Any  # Both critics.
+    target_critic_params: Any  # Polyak averages of `critic_params`.
+    log_alpha: jax.Array  # [] float32, log of the entropy temperature.
+    actor_opt_state: optax.OptState
+    critic_opt_state: optax.OptState
+    alpha_opt_state: optax.OptState
+    low: jax.Array  # [A] float32, the action space's lower bounds.
+    high: jax.Array  # [A] float32, its upper bounds.
+    steps: jax.Array  # [] int32, gradient steps so far.
+    actor: nn.Module = struct.field(pytree_node=False)
+    critic: nn.Module = struct.field(pytree_node=False)
+
+
+def critic_loss(
+    q_tm1: jax.Array,
+    r_t: jax.Array,
+    discount_t: jax.Array,
+    q_t: jax.Array,
+    log_prob_t: jax.Array,
+    alpha: jax.Array,
+    weights: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """The twin critics' soft TD loss (Haarnoja et al., 2018, eq. 5 with clipped double Q).
+
+    Args:
+      q_tm1: both critics' Q at the observed state and action `[2, B]`.
+      r_t: rewards `[B]`.
+      discount_t: `gamma * (1 - terminated)` `[B]`.
+      q_t: both target critics' Q at the next state and a fresh policy action `[2, B]`.
+      log_prob_t: the policy's log-probability of that action `[B]`.
+      alpha: the entropy temperature `[]`.
+      weights: importance weights `[B]` (prioritised replay); None for ones.
+
+    Returns:
+      `(loss[], td_error[2, B])`: the loss sums the critics' mean `0.5 * td^2`.
+    """
+    chex.assert_rank([q_tm1, r_t, discount_t, q_t, log_prob_t], [2, 1, 1, 2, 1])
+    soft_v_t = jnp.min(q_t, axis=0) - alpha * log_prob_t
+    target = jax.lax.stop_gradient(r_t + discount_t * soft_v_t)
+    td = target[None] - q_tm1
+    losses = 0.5 * jnp.square(td)
+    if weights is not None:
+        losses = losses * weights[None]
+    return jnp.sum(jnp.mean(losses, axis=-1)), td
+
+
+def actor_loss(q: jax.Array, log_prob: jax.Array, alpha: jax.Array) -> jax.Array:
+    """The policy loss `E[alpha * log pi(a|s) - min_i Q_i(s, a)]`, a ~ pi (reparameterised).
+
+    Args:
+      q: both critics' Q at the state and the policy's action `[2, B]`.
+      log_prob: the policy's log-probability of that action `[B]`.
+      alpha: the entropy temperature `[]` (not learned here).
+    """
+    chex.assert_rank([q, log_prob], [2, 1])
+    return jnp.mean(jax.lax.stop_gradient(alpha) * log_prob - jnp.min(q, axis=0))
+
+
+def alpha_loss(log_alpha: jax.Array, log_prob: jax.Array, target_entropy: float) -> jax.Array:
+    """The temperature loss `-log_alpha * E[log pi + target_entropy]`: alpha grows while the
+    policy's entropy is below the target and shrinks while it is above."""
+    chex.assert_rank([log_alpha, log_prob], [0, 1])
+    return -log_alpha * jnp.mean(jax.lax.stop_gradient(log_prob) + target_entropy)
+
+
+def make(config: SACConfig, axis_name: str | None = None, num_updates: int | None = None) -> Agent:
+    """Builds a SAC agent.
+
+    Args:
+      config: the hyperparameters.
+      axis_name: a named device axis to average gradients over (data-parallel learner).
+      num_updates: learner updates in the run (the horizon of a decaying `lr_schedule`).
+    """
+    total = num_updates * config.gradient_steps if num_updates else None
+
+    def optimizer(learning_rate: float) -> optax.GradientTransformation:
+        return make_optimizer(
+            config.optimizer, learning_rate, config.lr_schedule, config.max_grad_norm, total
+        )
+
+    actor_tx = optimizer(config.actor_learning_rate)
+    critic_tx = optimizer(config.critic_learning_rate)
+    alpha_tx = optimizer(config.alpha_learning_rate)
+
+    def init(key: jax.Array, spec: EnvSpec) -> SACState:
+        low, high = require_box(spec.action_space, "SAC")
+        shape = spec.observation_space.shape
+        if shape is None:
+            raise ValueError(f"SAC needs array observations; got {spec.observation_space}.")
+        common = dict(layer_norm=config.layer_norm, kernel_init=config.kernel_init)
+        torso = make_torso(config.torso, shape, config.hidden_sizes, config.activation, **common)
+        actor = TanhGaussianPolicy(torso, low.shape[0])
+        critic = TwinQ(config.hidden_sizes, config.activation, len(shape), **common)
+        actor_key, critic_key = jax.random.split(key)
+        obs = jnp.zeros((1,) + tuple(shape), spec.observation_space.dtype)
+        action = jnp.zeros((1, low.shape[0]), jnp.float32)
+        actor_params = actor.init(actor_key, obs)
+        critic_params = critic.init(critic_key, obs, action)
+        log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
+        return SACState(
+            actor_params,
+            critic_params,
+            critic_params,
+            log_alpha,
+            actor_tx.init(actor_params),
+            critic_tx.init(critic_params),
+            alpha_tx.init(log_alpha),
+            jnp.asarray(low),
+            jnp.asarray(high),
+            jnp.zeros((), jnp.int32),
+            actor,
+            critic,
+        )
+
+    def act(
+        state: SACState, obs: jax.Array, key: jax.Array, deterministic: bool = False
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        dist = state.actor.apply(state.actor_params, obs)
+        if deterministic:
+            action = jnp.tanh(dist.distribution.mean())
+        else:
+            action = dist.sample(seed=key)
+        # From [-1, 1] to the action space's bounds.
+        return state.low + 0.5 * (action + 1.0) * (state.high - state.low), {}
+
+    def target_entropy(state: SACState) -> float:
+        if config.target_entropy is not None:
+            return config.target_entropy
+        return -float(state.low.shape[0])
+
+    def learn(state: SACState, sample: Sample, key: jax.Array) -> tuple[SACState, Metrics]:
+        batch = sample.items
+        next_key, actor_key = jax.random.split(key)
+        alpha = jnp.exp(state.log_alpha)
+        # The stored actions, back from the env's bounds to [-1, 1].
+        action = 2.0 * (batch.action - state.low) / (state.high - state.low) - 1.0
+        discount_t = config.gamma * (1.0 - batch.terminated.astype(jnp.float32))
+
+        next_action, next_log_prob = state.actor.apply(
+            state.actor_params, batch.next_obs
+        ).sample_and_log_prob(seed=next_key)
+        q_t = state.critic.apply(state.target_critic_params, batch.next_obs, next_action)
+
+        def critic_objective(params: Any) -> tuple[jax.Array, jax.Array]:
+            q_tm1 = state.critic.apply(params, batch.obs, action)
+            return critic_loss(
+                q_tm1,
+                batch.reward.astype(jnp.float32),
+                discount_t,
+                q_t,
+                next_log_prob,
+                alpha,
+                sample.weights,
+            )
+
+        (c_loss, td), grads = jax.value_and_grad(critic_objective, has_aux=True)(
+            state.critic_params
+        )
+        grads = maybe_pmean(grads, axis_name)
+        updates, critic_opt_state = critic_tx.update(
+            grads, state.critic_opt_state, state.critic_params
+        )
+        critic_params = optax.apply_updates(state.critic_params, updates)
+
+        def actor_objective(params: Any) -> tuple[jax.Array, jax.Array]:
+            pi_action, log_prob = state.actor.apply(params, batch.obs).sample_and_log_prob(
+                seed=actor_key
+            )
+            q = state.critic.apply(critic_params, batch.obs, pi_action)
+            return actor_loss(q, log_prob, alpha), log_prob
+
+        (a_loss, log_prob), grads = jax.value_and_grad(actor_objective, has_aux=True)(
+            state.actor_params
+        )
+        grads = maybe_pmean(grads, axis_name)
+        updates, actor_opt_state = actor_tx.update(grads, state.actor_opt_state, state.actor_params)
+        actor_params = optax.apply_updates(state.actor_params, updates)
+
+        entropy_target = target_entropy(state)
+        t_loss, grad = jax.value_and_grad(alpha_loss)(state.log_alpha, log_prob, entropy_target)
+        log_alpha, alpha_opt_state = state.log_alpha, state.alpha_opt_state
+        if config.autotune_alpha:
+            updates, alpha_opt_state = alpha_tx.update(
+                maybe_pmean(grad, axis_name), alpha_opt_state, log_alpha
+            )
+            log_alpha = optax.apply_updates(log_alpha, updates)
+
+        target = optax.incremental_update(critic_params, state.target_critic_params, config.tau)
+        metrics = {
+            "critic_loss": c_loss,
+            "actor_loss": a_loss,
+            "alpha_loss": t_loss,
+            "alpha": jnp.exp(log_alpha),
+            "entropy": -jnp.mean(log_prob),
+            "td_abs": jnp.mean(jnp.abs(td)),
+        }
+        new_state = state.replace(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            target_critic_params=target,
+            log_alpha=log_alpha,
+            actor_opt_state=actor_opt_state,
+            critic_opt_state=critic_opt_state,
+            alpha_opt_state=alpha_opt_state,
+            steps=state.steps + 1,
+        )
+        priorities = jnp.mean(jnp.abs(td), axis=0)  # Per device: its own replay shard.
+        return new_state, {**maybe_pmean(metrics, axis_name), PRIORITIES: priorities}
+
+    return Agent(init=init, act=feed_forward(act), learn=learn)
+
+
+def recipe(config: SACConfig, context: Context) -> Recipe:
+    """SAC's data path (uniform or prioritised replay, one shard per device) and schedule
+    (`gradient_steps` every `train_frequency` vector steps, after `learning_starts` random
+    steps)."""
+    num_envs = per_device(config.num_envs, "--num-envs", context.num_devices)
+    data = config.replay(context.num_devices, context.num_updates * config.gradient_steps)
+    agent = make(config, axis_name=DEVICE_AXIS, num_updates=context.num_updates)
+    schedule = Schedule(config.train_frequency, config.gradient_steps, config.learning_starts)
+    return Recipe(agent, data, schedule, config.num_envs if context.host else num_envs)
