@@ -105,3 +105,45 @@ class VecEnv(Wrapper):
     def step(self, key: jax.Array, state: Any, action: jax.Array, params: EnvParams) -> StepResult:
         keys = jax.random.split(key, self.num_envs)
         return jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
+
+
+class MaskObservation(Wrapper):
+    """Keeps only some entries of a flat `Box` observation (and of `info["final_observation"]`),
+    so a memoryless policy cannot see the rest: a partially observed version of the env.
+
+    Attributes:
+      keep: the indices of the observation vector that remain.
+    """
+
+    def __init__(self, env: Environment, keep: tuple[int, ...]):
+        super().__init__(env)
+        self.keep = tuple(int(i) for i in keep)
+
+    def _mask(self, obs: jax.Array) -> jax.Array:
+        return obs[..., jnp.asarray(self.keep)]
+
+    def reset(self, key: jax.Array, params: EnvParams) -> tuple[Any, Any]:
+        obs, state = self.env.reset(key, params)
+        return self._mask(obs), state
+
+    def step(self, key: jax.Array, state: Any, action: jax.Array, params: EnvParams) -> StepResult:
+        obs, state, reward, terminated, truncated, info = self.env.step(key, state, action, params)
+        info = {**info, "final_observation": self._mask(info["final_observation"])}
+        return self._mask(obs), state, reward, terminated, truncated, info
+
+    def observation_space(self, params: EnvParams) -> gymnasium.spaces.Space:
+        space = self.env.observation_space(params)
+        if not isinstance(space, gymnasium.spaces.Box) or len(space.shape) != 1:
+            raise ValueError(f"MaskObservation needs a flat Box observation space; got {space}.")
+        keep = list(self.keep)
+        return gymnasium.spaces.Box(space.low[keep], space.high[keep], (len(keep),), space.dtype)
+
+
+def cartpole_positions_only() -> tuple[MaskObservation, EnvParams]:
+    """gymnax's CartPole-v1 with the velocities hidden (cart position and pole angle only):
+    `--env purerl.envs.wrappers:cartpole_positions_only`. A memoryless policy balances it
+    poorly; a recurrent one can infer the velocities from successive positions."""
+    from purerl.envs.registry import make
+
+    env, params = make("CartPole-v1")
+    return MaskObservation(env, (0, 2)), params

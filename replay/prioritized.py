@@ -111,9 +111,12 @@ def prioritized_replay(
         storage = jax.tree.map(
             lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), item
         )
-        zero = jnp.zeros((), jnp.int32)
         tree = jnp.zeros((2 << depth,), jnp.float32)
-        return PrioritizedState(storage, tree, zero, zero, jnp.ones((), jnp.float32), zero)
+
+        def zero() -> jax.Array:  # A buffer of its own each (donated states must not alias).
+            return jnp.zeros((), jnp.int32)
+
+        return PrioritizedState(storage, tree, zero(), zero(), jnp.ones((), jnp.float32), zero())
 
     def add(state: PrioritizedState, trajectory: Any) -> PrioritizedState:
         items = flatten_time(trajectory)

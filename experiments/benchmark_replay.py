@@ -1,0 +1,147 @@
+"""Prioritised replay throughput: add, and sample + priority update, at a given capacity and
+batch size, for CartPole-sized and Atari-sized (84x84x4 uint8) transitions.
+
+    python -m purerl.experiments.benchmark_replay                       # purerl's buffer
+    /path/to/flashbax-venv/bin/python experiments/benchmark_replay.py --backend flashbax
+
+The flashbax backend drives flashbax's own `make_prioritised_flat_buffer` (install flashbax
+in a separate environment); this file imports purerl only for the purerl backend, so the
+same script times both. Each cell prints microseconds per call (median of `--repeats`
+timed blocks of `--calls` jitted calls, after a warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+ITEMS = {
+    # name: (observation shape, dtype)
+    "cartpole": ((4,), jnp.float32),
+    "atari": ((84, 84, 4), jnp.uint8),
+}
+
+
+def transition(obs_shape: tuple[int, ...], dtype: jnp.dtype, lead: tuple[int, ...]) -> dict:
+    """A transition as the buffers store it (the next observation kept beside the first)."""
+    return {
+        "obs": jnp.zeros(lead + obs_shape, dtype),
+        "action": jnp.zeros(lead, jnp.int32),
+        "reward": jnp.zeros(lead, jnp.float32),
+        "terminated": jnp.zeros(lead, bool),
+        "truncated": jnp.zeros(lead, bool),
+        "next_obs": jnp.zeros(lead + obs_shape, dtype),
+    }
+
+
+def purerl_fns(capacity: int, batch: int, add_size: int, item: dict):
+    from purerl.core import PRIORITIES
+    from purerl.replay import prioritized_replay
+
+    buffer = prioritized_replay(capacity, batch, alpha=0.6)
+    example = jax.tree.map(lambda x: x[None, None], item)
+    state = buffer.init(example)
+    add = jax.jit(buffer.add, donate_argnums=0)
+
+    def sample_update(state, key):
+        sample = buffer.sample(state, key)
+        priorities = jax.random.uniform(key, (batch,))
+        return buffer.update(state, sample, {PRIORITIES: priorities}), sample.items["reward"]
+
+    def adds(state, items):
+        return add(state, jax.tree.map(lambda x: x[None], items))
+
+    return state, adds, jax.jit(sample_update, donate_argnums=0)
+
+
+def flashbax_fns(capacity: int, batch: int, add_size: int, item: dict):
+    import flashbax as fbx
+
+    buffer = fbx.make_prioritised_flat_buffer(
+        max_length=capacity,
+        min_length=batch,
+        sample_batch_size=batch,
+        add_batch_size=add_size,
+        priority_exponent=0.6,
+    )
+    state = buffer.init(item)
+    add = jax.jit(buffer.add, donate_argnums=0)
+
+    def sample_update(state, key):
+        sample = buffer.sample(state, key)
+        priorities = jax.random.uniform(key, (batch,))
+        return buffer.set_priorities(state, sample.indices, priorities), sample.experience.first[
+            "reward"
+        ]
+
+    return state, add, jax.jit(sample_update, donate_argnums=0)
+
+
+def bench(
+    backend: str, capacity: int, batch: int, add_size: int, item_name: str, calls: int, repeats: int
+) -> tuple[float, float]:
+    shape, dtype = ITEMS[item_name]
+    item = transition(shape, dtype, ())
+    make = purerl_fns if backend == "purerl" else flashbax_fns
+    state, add, sample_update = make(capacity, batch, add_size, item)
+    items = transition(shape, dtype, (add_size,))
+    # Fill past the sampling threshold first (and compile both functions).
+    for _ in range(max(1, -(-2 * batch // add_size))):
+        state = add(state, items)
+    state, _ = sample_update(state, jax.random.PRNGKey(0))
+    jax.block_until_ready(state)
+
+    def timed(step) -> float:
+        nonlocal state
+        times = []
+        for r in range(repeats):
+            start = time.perf_counter()
+            for i in range(calls):
+                state = step(state, r * calls + i)
+            jax.block_until_ready(state)
+            times.append((time.perf_counter() - start) / calls * 1e6)
+        return statistics.median(times)
+
+    add_us = timed(lambda s, i: add(s, items))
+    keys = jax.random.split(jax.random.PRNGKey(1), repeats * calls)
+    sample_us = timed(lambda s, i: sample_update(s, keys[i])[0])
+    return add_us, sample_us
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("purerl", "flashbax"), default="purerl")
+    parser.add_argument("--capacities", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--items", nargs="+", default=list(ITEMS), choices=list(ITEMS))
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--add-size", type=int, default=256, help="transitions per add call")
+    parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    print(
+        f"{args.backend} prioritised replay on {jax.devices()[0].platform}, jax {jax.__version__}"
+    )
+    print(f"{'item':<9} {'capacity':>10} {'add us':>10} {'sample+update us':>17}")
+    for item in args.items:
+        for capacity in args.capacities:
+            try:
+                add_us, sample_us = bench(
+                    args.backend,
+                    capacity,
+                    args.batch_size,
+                    args.add_size,
+                    item,
+                    args.calls,
+                    args.repeats,
+                )
+                print(f"{item:<9} {capacity:>10,} {add_us:>10.1f} {sample_us:>17.1f}", flush=True)
+            except Exception as e:  # A cell that does not fit in memory, say.
+                print(f"{item:<9} {capacity:>10,} failed: {type(e).__name__}: {str(e)[:100]}")
+
+
+if __name__ == "__main__":
+    main()
