@@ -43,19 +43,18 @@ def purerl_fns(capacity: int, batch: int, add_size: int, item: dict):
     from purerl.replay import prioritized_replay
 
     buffer = prioritized_replay(capacity, batch, alpha=0.6)
-    example = jax.tree.map(lambda x: x[None, None], item)
+    example = jax.tree.map(lambda x: jnp.zeros((1, add_size) + x.shape, x.dtype), item)
     state = buffer.init(example)
-    add = jax.jit(buffer.add, donate_argnums=0)
 
     def sample_update(state, key):
         sample = buffer.sample(state, key)
         priorities = jax.random.uniform(key, (batch,))
         return buffer.update(state, sample, {PRIORITIES: priorities}), sample.items["reward"]
 
-    def adds(state, items):
-        return add(state, jax.tree.map(lambda x: x[None], items))
+    def adds(state, items):  # A rollout [T = 1, B = add_size].
+        return buffer.add(state, jax.tree.map(lambda x: x[None], items))
 
-    return state, adds, jax.jit(sample_update, donate_argnums=0)
+    return state, jax.jit(adds, donate_argnums=0), jax.jit(sample_update, donate_argnums=0)
 
 
 def flashbax_fns(capacity: int, batch: int, add_size: int, item: dict):

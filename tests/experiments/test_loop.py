@@ -116,7 +116,7 @@ def test_learner_writes_priorities_back_to_a_prioritised_path():
     data = prioritized_replay(capacity=8, batch_size=8, alpha=1.0, eps=0.0)
     learn, runner = learner_round(data, Schedule(1), traj)
     runner, _ = learn(runner, traj)
-    leaves = np.asarray(runner.data_state.tree[8:])
+    leaves = np.asarray(runner.data_state.tree[-1][:8])
     sampled = set(np.flatnonzero(leaves != 1.0)) | {0}
     # Each sampled slot now holds its own index as priority; unsampled ones keep the max (1).
     for i in range(8):

@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 from purerl.core import PRIORITIES
 from purerl.replay import on_policy, prioritized_replay, uniform_replay
-from purerl.replay.prioritized import tree_depth, tree_find, tree_set
+from purerl.replay.prioritized import (
+    BRANCH,
+    tree_depth,
+    tree_find,
+    tree_init,
+    tree_set,
+    tree_total,
+)
 
 
 def trajectory(values):
@@ -13,40 +20,40 @@ def trajectory(values):
     return {"x": jnp.asarray(values, jnp.float32)[None]}
 
 
-def example():
-    return {"x": jnp.zeros((1, 1), jnp.float32)}
+def example(num=1):
+    return {"x": jnp.zeros((1, num), jnp.float32)}
 
 
 def test_sum_tree_invariants_under_random_writes():
-    depth = tree_depth(1000)
-    tree = jnp.zeros((2 << depth,), jnp.float32)
+    tree = tree_init(5000)
+    assert len(tree) == tree_depth(5000) == 4  # 16 ** 3 < 5000 <= 16 ** 4
     rng = np.random.default_rng(0)
-    leaves = np.zeros(1 << depth, np.float32)
+    leaves = np.zeros(tree[-1].shape, np.float32)
     for _ in range(20):
-        idx = rng.integers(0, 1000, 64)
+        idx = rng.integers(0, 5000, 64)
         values = rng.uniform(0, 10, 64).astype(np.float32)
-        tree = tree_set(tree, jnp.asarray(idx), jnp.asarray(values), depth)
+        tree = jax.jit(tree_set)(tree, jnp.asarray(idx), jnp.asarray(values))
         for i, v in zip(idx, values, strict=True):  # Duplicates: the last write wins.
             leaves[i] = v
-    tree = np.asarray(tree)
-    np.testing.assert_array_equal(tree[1 << depth :], leaves)
-    for node in range(1, 1 << depth):  # Every parent is exactly its children's float32 sum.
-        assert tree[node] == np.float32(tree[2 * node] + tree[2 * node + 1])
+    np.testing.assert_array_equal(tree[-1], leaves)
+    for parent, children in zip(tree[:-1], tree[1:], strict=True):
+        # Each parent is its children's float32 sum, recomputed (no accumulated deltas).
+        np.testing.assert_allclose(parent, children.reshape(-1, BRANCH).sum(-1), rtol=1e-6)
+    np.testing.assert_allclose(tree_total(tree), leaves.sum(), rtol=1e-5)
 
 
 def test_tree_find_never_enters_zero_mass_even_at_the_edges():
-    depth = tree_depth(8)
-    tree = tree_set(jnp.zeros((16,)), jnp.arange(8), jnp.asarray([0, 1, 0, 0, 2, 0, 0, 0.0]), depth)
-    values = jnp.asarray([0.0, 0.5, 0.999999, 1.0, 2.9999, 3.0, 100.0])
-    idx = np.asarray(tree_find(tree, values, depth))
-    assert set(idx) <= {1, 4}
-    np.testing.assert_array_equal(idx[:3], [1, 1, 1])
-    np.testing.assert_array_equal(idx[3:5], [4, 4])
+    values = np.zeros(40, np.float32)
+    values[[1, 4, 33]] = [1.0, 2.0, 0.5]
+    tree = tree_set(tree_init(40), jnp.arange(40), jnp.asarray(values))
+    queries = jnp.asarray([0.0, 0.5, 0.999999, 1.0, 2.9999, 3.0, 3.25, 3.4999, 3.5, 100.0])
+    idx = np.asarray(tree_find(tree, queries))
+    np.testing.assert_array_equal(idx, [1, 1, 1, 4, 4, 33, 33, 33, 33, 33])
 
 
 def test_zero_priority_items_are_never_sampled_at_capacity_one_million():
     buffer = prioritized_replay(1_000_000, 256, alpha=1.0)
-    state = buffer.init(example())
+    state = buffer.init(example(1000))
     state = jax.jit(buffer.add)(state, trajectory(np.zeros(1000)))
     # Every other item gets priority 0 (eps 0 makes it exactly 0).
     zero_eps = prioritized_replay(1_000_000, 256, alpha=1.0, eps=0.0)
@@ -63,7 +70,7 @@ def test_zero_priority_items_are_never_sampled_at_capacity_one_million():
 def test_sampled_frequencies_match_priorities():
     alpha = 0.5
     buffer = prioritized_replay(64, 64, alpha=alpha)
-    state = buffer.init(example())
+    state = buffer.init(example(64))
     state = buffer.add(state, trajectory(np.zeros(64)))
     priorities = jnp.arange(1, 65, dtype=jnp.float32)
     batch = buffer.sample(state, jax.random.PRNGKey(0))._replace(indices=jnp.arange(64))
@@ -82,7 +89,7 @@ def test_sampled_frequencies_match_priorities():
 
 def test_importance_weights_by_hand_and_beta_annealing():
     buffer = prioritized_replay(4, 4, alpha=1.0, beta_start=0.5, beta_steps=2, eps=0.0)
-    state = buffer.add(buffer.init(example()), trajectory([0, 0, 0, 0]))
+    state = buffer.add(buffer.init(example(4)), trajectory([0, 0, 0, 0]))
     batch = buffer.sample(state, jax.random.PRNGKey(0))._replace(indices=jnp.arange(4))
     state = buffer.update(state, batch, {PRIORITIES: jnp.asarray([1.0, 1.0, 1.0, 5.0])})
     # samples = 1 -> beta = 0.5 + 0.5 * 1 / 2 = 0.75. P = (1, 1, 1, 5) / 8; N = 4.
@@ -98,17 +105,19 @@ def test_importance_weights_by_hand_and_beta_annealing():
 
 def test_new_items_get_the_largest_priority_seen():
     buffer = prioritized_replay(8, 2, alpha=1.0, eps=0.0)
-    state = buffer.add(buffer.init(example()), trajectory([0, 0]))
+    state = buffer.add(buffer.init(example(2)), trajectory([0, 0]))
     batch = buffer.sample(state, jax.random.PRNGKey(0))._replace(indices=jnp.arange(2))
     state = buffer.update(state, batch, {PRIORITIES: jnp.asarray([7.0, 3.0])})
-    state = buffer.add(state, trajectory([1]))
-    np.testing.assert_allclose(state.tree[(1 << 3) + 2], 7.0)
+    state = buffer.add(state, trajectory([1, 1]))
+    np.testing.assert_allclose(state.tree[-1][2:4], 7.0)
+    with pytest.raises(ValueError, match="shaped like init's example"):
+        buffer.add(state, trajectory([1, 1, 1]))
     assert bool(buffer.can_sample(state))
 
 
 def test_missing_priorities_are_a_clear_error():
     buffer = prioritized_replay(8, 2)
-    state = buffer.add(buffer.init(example()), trajectory([0, 0]))
+    state = buffer.add(buffer.init(example(2)), trajectory([0, 0]))
     with pytest.raises(ValueError, match="per-sample priorities"):
         buffer.update(state, buffer.sample(state, jax.random.PRNGKey(0)), {"loss": 0.0})
 
@@ -133,3 +142,5 @@ def test_bad_sizes_are_clear_errors():
         prioritized_replay(10, 20)
     with pytest.raises(ValueError, match="alpha >= 0"):
         prioritized_replay(10, 2, alpha=-1)
+    with pytest.raises(ValueError, match="holds 0 rollouts of 16 transitions"):
+        uniform_replay(10, 2).init({"x": jnp.zeros((2, 8))})
