@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from flax import struct
 from purerl.core import PRIORITIES
 from purerl.replay.base import DataPath, Sample
-from purerl.replay.uniform import rollout_storage, rollout_write
+from purerl.replay.storage import capacity_of, store_gather, store_init, store_write
 
 BRANCH = 16  # Children per node: five levels hold a million items.
 
@@ -102,8 +102,9 @@ def prioritized_replay(
     beta_start: float = 0.4,
     beta_steps: int = 100_000,
     eps: float = 1e-6,
+    final_capacity: int | None = None,
 ) -> DataPath:
-    """Prioritised replay as a data path.
+    """Prioritised replay as a data path (each observation stored once, `replay.storage`).
 
     Args:
       capacity: the most transitions held; the oldest are overwritten first.
@@ -113,6 +114,8 @@ def prioritized_replay(
       beta_start: importance-weight exponent at the first sample, annealed linearly to 1.
       beta_steps: samples over which beta reaches 1.
       eps: added to `|priority|`, so no item that was learned from is starved.
+      final_capacity: final observations of time-limit truncations kept (default: a
+        sixteenth of the capacity).
 
     `update` reads the `[N]` array `learn` returns under `purerl.core.PRIORITIES`
     (`|TD error|`, for instance).
@@ -137,8 +140,8 @@ def prioritized_replay(
         )
 
     def init(example: Any) -> PrioritizedState:
-        storage, _ = rollout_storage(example, capacity, min_size)
-        tree = tree_init(jax.tree.leaves(storage)[0].shape[0])
+        storage = store_init(example, capacity, min_size, final_capacity)
+        tree = tree_init(capacity_of(storage))
 
         def zero() -> jax.Array:  # A buffer of its own each (donated states must not alias).
             return jnp.zeros((), jnp.int32)
@@ -146,8 +149,8 @@ def prioritized_replay(
         return PrioritizedState(storage, tree, zero(), zero(), jnp.ones((), jnp.float32), zero())
 
     def add(state: PrioritizedState, trajectory: Any) -> PrioritizedState:
-        storage, num = rollout_write(state.storage, trajectory, state.index)
-        slots = jax.tree.leaves(storage)[0].shape[0]
+        storage, num = store_write(state.storage, trajectory, state.index)
+        slots = capacity_of(storage)
         new = state.index + jnp.arange(num)
         top = jnp.full((num,), state.max_priority**alpha, jnp.float32)
         return state.replace(
@@ -167,8 +170,8 @@ def prioritized_replay(
         beta = beta_start + (1.0 - beta_start) * jnp.minimum(1.0, state.samples / beta_steps)
         weights = (state.size.astype(jnp.float32) * prob) ** (-beta)
         weights = weights / jnp.max(weights)
-        items = jax.tree.map(lambda s: s.at[idx].get(mode="promise_in_bounds"), state.storage)
-        return Sample(items, idx, weights.astype(jnp.float32))
+        items, valid = store_gather(state.storage, idx, state.index)
+        return Sample(items, idx, jnp.where(valid, weights, 0.0).astype(jnp.float32))
 
     def update(state: PrioritizedState, batch: Sample, metrics: dict[str, jax.Array]) -> Any:
         if PRIORITIES not in metrics:

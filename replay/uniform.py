@@ -8,7 +8,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import struct
-from purerl.replay.base import DataPath, Sample, flatten_time, keep
+from purerl.replay.base import DataPath, Sample, keep
+from purerl.replay.storage import capacity_of, store_gather, store_init, store_write
 
 Item = Any  # A pytree of arrays: one transition, or a batch of them with a leading axis.
 
@@ -133,67 +134,41 @@ def make_uniform(capacity: int, batch_size: int, min_size: int | None = None) ->
     )
 
 
-def rollout_storage(example: Any, capacity: int, min_size: int) -> tuple[Item, int]:
-    """Storage for the transitions of rollouts shaped like `example[T, B, ...]`, and the
-    rollout size `T * B`. The capacity is rounded down to a whole number of rollouts, so
-    every add is one in-place slice per leaf and never wraps (`rollout_write`)."""
-    leaves = jax.tree.leaves(example)
-    num = int(leaves[0].shape[0] * leaves[0].shape[1])
-    rounded = capacity // num * num
-    if rounded < max(min_size, 1):
-        raise ValueError(
-            f"A replay capacity of {capacity} holds {capacity // num} rollouts of {num} "
-            f"transitions, fewer than the {min_size} needed to sample; raise the buffer size."
-        )
-    storage = jax.tree.map(
-        lambda x: jnp.zeros((rounded,) + jnp.shape(x)[2:], jnp.asarray(x).dtype), example
-    )
-    return storage, num
-
-
-def rollout_write(storage: Item, trajectory: Item, index: jax.Array) -> tuple[Item, int]:
-    """Writes a rollout `[T, B, ...]` at slot `index` (a multiple of `T * B`, as
-    `rollout_storage` keeps it); returns the storage and `T * B`."""
-    items = flatten_time(trajectory)
-    num = jax.tree.leaves(items)[0].shape[0]
-    capacity = jax.tree.leaves(storage)[0].shape[0]
-    if capacity % num:
-        raise ValueError(
-            f"add: a rollout of {num} transitions where the buffer was made for rollouts "
-            f"dividing its {capacity} slots; add rollouts shaped like init's example."
-        )
-    storage = jax.tree.map(
-        lambda s, x: jax.lax.dynamic_update_slice_in_dim(s, x, index, axis=0), storage, items
-    )
-    return storage, num
-
-
-def uniform_replay(capacity: int, batch_size: int, min_size: int | None = None) -> DataPath:
+def uniform_replay(
+    capacity: int,
+    batch_size: int,
+    min_size: int | None = None,
+    final_capacity: int | None = None,
+) -> DataPath:
     """Uniform experience replay as a data path: every rollout's `[T, B]` transitions go into
-    a ring buffer; each gradient step samples `batch_size` of them uniformly, as a `Sample`
-    with unit weights. The capacity is rounded down to a whole number of rollouts.
+    a ring buffer, each observation stored once (`replay.storage`); each gradient step
+    samples `batch_size` of them uniformly, as a `Sample` with unit weights. The capacity is
+    rounded down to a whole number of rollouts.
 
-    Args: as `make_uniform`.
+    Args:
+      capacity, batch_size, min_size: as `make_uniform`.
+      final_capacity: final observations of time-limit truncations kept (default: a
+        sixteenth of the capacity; see `replay.storage`).
     """
     make_uniform(capacity, batch_size, min_size)  # Validates the sizes.
     batch_size = int(batch_size)
     min_size = batch_size if min_size is None else int(min_size)
 
     def init(example: Any) -> BufferState:
-        storage, _ = rollout_storage(example, int(capacity), min_size)
+        storage = store_init(example, int(capacity), min_size, final_capacity)
         return BufferState(storage, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
     def add(state: BufferState, trajectory: Any) -> BufferState:
-        storage, num = rollout_write(state.storage, trajectory, state.index)
-        slots = jax.tree.leaves(storage)[0].shape[0]
+        storage, num = store_write(state.storage, trajectory, state.index)
+        slots = capacity_of(storage)
         return BufferState(
             storage, (state.index + num) % slots, jnp.minimum(state.size + num, slots)
         )
 
     def sample(state: BufferState, key: jax.Array) -> Sample:
         idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1))
-        items = jax.tree.map(lambda s: s.at[idx].get(mode="promise_in_bounds"), state.storage)
-        return Sample(items, idx, jnp.ones((batch_size,), jnp.float32))
+        items, valid = store_gather(state.storage, idx, state.index)
+        return Sample(items, idx, valid.astype(jnp.float32))
 
     return DataPath(
         init=init,
