@@ -115,9 +115,29 @@ class TanhGaussianPolicy(nn.Module):
         return distrax.Transformed(base, distrax.Block(distrax.Tanh(), ndims=1))
 
 
+class _QFunction(nn.Module):
+    """One Q-function of (observation, action): an MLP over their concatenation."""
+
+    hidden_sizes: Sequence[int]
+    activation: str
+    layer_norm: bool
+    kernel_init: str
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        torso = MLP(
+            self.hidden_sizes,
+            self.activation,
+            layer_norm=self.layer_norm,
+            kernel_init=self.kernel_init,
+        )
+        return nn.Dense(1)(torso(x))[..., 0]
+
+
 class TwinQ(nn.Module):
     """Two independent Q-functions of (observation, action): `-> q[2, ...]` (Fujimoto et al.,
-    2018's clipped double Q; SAC's twin critics). Each is an MLP over the concatenation."""
+    2018's clipped double Q; SAC's twin critics). Each is an MLP over the concatenation; the
+    two are one `nn.vmap`ped ensemble, so each layer is one batched matmul for both."""
 
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
@@ -131,17 +151,17 @@ class TwinQ(nn.Module):
         if self.num_obs_dims != 1:
             obs = obs.reshape(obs.shape[: obs.ndim - self.num_obs_dims] + (-1,))
         x = jnp.concatenate([obs, action.astype(jnp.float32)], axis=-1)
-        qs = []
-        for i in range(2):
-            torso = MLP(
-                self.hidden_sizes,
-                self.activation,
-                layer_norm=self.layer_norm,
-                kernel_init=self.kernel_init,
-                name=f"critic_{i}",
-            )
-            qs.append(nn.Dense(1, name=f"q_{i}")(torso(x))[..., 0])
-        return jnp.stack(qs)
+        ensemble = nn.vmap(
+            _QFunction,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=2,
+        )
+        return ensemble(
+            tuple(self.hidden_sizes), self.activation, self.layer_norm, self.kernel_init
+        )(x)
 
 
 def observation_dims(shape: Sequence[int]) -> int:

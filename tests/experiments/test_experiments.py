@@ -287,7 +287,7 @@ def test_sac_learns_pendulum(tmp_path):
 
     run = RunConfig(
         env="Pendulum-v1",
-        total_timesteps=12_000,
+        total_timesteps=16_000,
         num_logs=4,
         run_dir=str(tmp_path / "sac"),
         quiet=True,
@@ -295,7 +295,7 @@ def test_sac_learns_pendulum(tmp_path):
         plot=False,
     )
     summary = sac.run(run, SACConfig(hidden_sizes=(64, 64)))
-    assert summary["final_return"][0] >= -300  # Random actions score about -1200.
+    assert summary["final_return"][0] >= -400  # Random actions score about -1200.
 
 
 def test_sac_runs_on_the_host_loop_and_its_policy_loads(tmp_path):
