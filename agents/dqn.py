@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 import rlax
 from flax import struct
-from purerl.agents.optimizers import check_optimizer, check_schedule, make_optimizer
+from purerl.agents.options import NetworkOptions, OptimizerOptions
 from purerl.agents.registry import Context, Recipe
 from purerl.core import (
     DEVICE_AXIS,
@@ -28,7 +28,7 @@ from purerl.core import (
     per_device,
     require_discrete,
 )
-from purerl.networks import QNetwork, is_recurrent, make_torso
+from purerl.networks import QNetwork
 from purerl.replay import Sample, Schedule
 from purerl.replay.options import ReplayOptions
 
@@ -36,22 +36,13 @@ LOSSES = ("huber", "mse")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class DQNConfig(ReplayOptions):
-    """DQN hyperparameters (and the replay settings of `ReplayOptions`).
+class DQNConfig(ReplayOptions, NetworkOptions, OptimizerOptions):
+    """DQN hyperparameters (with the replay, network and optimizer settings of
+    `ReplayOptions`, `NetworkOptions` and `OptimizerOptions`).
 
     Attributes:
       learning_rate: the optimizer's step size.
-      optimizer: any optax optimizer with its arguments, e.g. "adam", "adam(eps=1e-5)",
-        "rmsprop(decay=0.95)", "adamw(weight_decay=1e-4)".
-      lr_schedule: "constant", "linear", "cosine", "warmup_cosine(warmup_steps=N)" or
-        "exponential(decay_rate=R)", over the run's learner updates.
       gamma: discount factor.
-      torso: the Q-network's torso: "auto" (a CNN for image observations, else an MLP),
-        "mlp", "cnn" (Nature) or "minatar_cnn".
-      hidden_sizes: widths of the torso's dense layers.
-      activation: activation of the hidden layers.
-      layer_norm: layer normalisation in the torso's dense layers.
-      kernel_init: the torso's initializer ("orthogonal", "lecun_normal", ...).
       double_q: select the next action with the online network, evaluate it with the
         target network (double DQN).
       dueling: a dueling head, Q = V + A - mean(A).
@@ -70,14 +61,7 @@ class DQNConfig(ReplayOptions):
     """
 
     learning_rate: float = 2.5e-4
-    optimizer: str = "adam"
-    lr_schedule: str = "constant"
     gamma: float = 0.99
-    torso: str = "auto"
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    activation: str = "relu"
-    layer_norm: bool = False
-    kernel_init: str = "orthogonal"
     double_q: bool = False
     dueling: bool = False
     loss: str = "mse"
@@ -92,13 +76,8 @@ class DQNConfig(ReplayOptions):
     train_frequency: int = 1
 
     def __post_init__(self) -> None:
-        check_optimizer(self.optimizer)
-        check_schedule(self.lr_schedule)
-        if is_recurrent(self.torso):
-            raise ValueError(
-                f"DQN has no recurrent variant yet; --torso {self.torso} needs sequence replay. "
-                "Use --torso auto, mlp, cnn or minatar_cnn."
-            )
+        self.check_optimizer_options()
+        self.check_network()
         if self.loss not in LOSSES:
             raise ValueError(f"DQNConfig.loss must be one of {LOSSES}; got {self.loss!r}.")
         self.check_replay()
@@ -184,28 +163,14 @@ def make(config: DQNConfig, axis_name: str | None = None, num_updates: int | Non
     epsilon = optax.linear_schedule(
         config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps
     )
-    tx = make_optimizer(
-        config.optimizer,
-        config.learning_rate,
-        config.lr_schedule,
-        config.max_grad_norm,
-        num_updates,
-    )
+    tx = config.make_optimizer(config.learning_rate, num_updates)
 
     def init(key: jax.Array, spec: EnvSpec) -> DQNState:
         num_actions = require_discrete(spec.action_space, "DQN")
         shape = spec.observation_space.shape
         if shape is None:
             raise ValueError(f"DQN needs array observations; got {spec.observation_space}.")
-        torso = make_torso(
-            config.torso,
-            shape,
-            config.hidden_sizes,
-            config.activation,
-            config.layer_norm,
-            config.kernel_init,
-        )
-        network = QNetwork(torso, num_actions, config.dueling)
+        network = QNetwork(config.make_torso(shape), num_actions, config.dueling)
         params = network.init(key, jnp.zeros((1,) + tuple(shape), spec.observation_space.dtype))
         return DQNState(params, params, tx.init(params), jnp.zeros((), jnp.int32), network)
 

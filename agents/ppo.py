@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 import rlax
 from flax import struct
-from purerl.agents.optimizers import check_optimizer, check_schedule, make_optimizer
+from purerl.agents.options import NetworkOptions, OptimizerOptions
 from purerl.agents.registry import Context, Recipe
 from purerl.core import (
     DEVICE_AXIS,
@@ -29,40 +29,30 @@ from purerl.core import (
     require_discrete,
     reset_carry,
 )
-from purerl.networks import ActorCritic, RecurrentActorCritic, is_recurrent, make_torso
+from purerl.networks import ActorCritic, RecurrentActorCritic, is_recurrent
 from purerl.networks.torsos import zero_carry
 from purerl.replay import Schedule, on_policy
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class PPOConfig:
-    """PPO hyperparameters.
+class PPOConfig(NetworkOptions, OptimizerOptions):
+    """PPO hyperparameters (with the network and optimizer settings of `NetworkOptions` and
+    `OptimizerOptions`; by default Adam with eps 1e-5, its step size decaying linearly to 0
+    over the run as in the PPO paper, gradients clipped to norm 0.5, a tanh MLP).
 
     Attributes:
       learning_rate: the optimizer's step size (the schedule's start).
-      optimizer: any optax optimizer with its arguments, e.g. "adam(eps=1e-5)", "adamw",
-        "rmsprop", "sgd(momentum=0.9)", "lion".
-      lr_schedule: "linear" (to 0 over the run, as in the PPO paper), "constant", "cosine",
-        "warmup_cosine(warmup_steps=N)" or "exponential(decay_rate=R)".
       gamma: discount factor.
       gae_lambda: GAE's lambda.
       clip_eps: the surrogate's ratio clip, also the value clip.
       clip_value: clip the value prediction around the old value, as in the PPO baselines.
       ent_coef: weight of the entropy bonus.
       vf_coef: weight of the value loss.
-      max_grad_norm: clip gradients to this global norm (0 or less: no clipping).
       normalize_advantages: standardise advantages in each minibatch (statistics over
         all devices).
       update_epochs: passes over each rollout.
       num_minibatches: minibatches per pass; must divide `num_envs * num_steps` (for a
         recurrent torso, `num_envs` per device: its minibatches are whole env sequences).
-      torso: "auto" (a CNN for image observations, else an MLP), "mlp", "cnn",
-        "minatar_cnn", or a recurrent core, "lstm" or "gru" (then actor and critic share it).
-      hidden_sizes: widths of the hidden layers (for "lstm" / "gru", the last is the
-        cell's size, the others the encoder's).
-      activation: activation of the hidden layers.
-      layer_norm: layer normalisation in the torso's dense layers.
-      kernel_init: the torso's initializer ("orthogonal", "lecun_normal", ...).
       num_envs: environments stepped in parallel, over all devices.
       num_steps: steps per environment in each rollout.
     """
@@ -80,17 +70,13 @@ class PPOConfig:
     normalize_advantages: bool = True
     update_epochs: int = 4
     num_minibatches: int = 4
-    torso: str = "auto"
-    hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
-    layer_norm: bool = False
-    kernel_init: str = "orthogonal"
     num_envs: int = 8
     num_steps: int = 64
 
     def __post_init__(self) -> None:
-        check_optimizer(self.optimizer)
-        check_schedule(self.lr_schedule)
+        self.check_optimizer_options()
+        self.check_network(recurrent_ok=True)
         for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(
@@ -262,11 +248,7 @@ def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | Non
     """
     steps_per_update = config.update_epochs * config.num_minibatches
     total = num_updates * steps_per_update if num_updates else None
-    tx = optax.flatten(
-        make_optimizer(
-            config.optimizer, config.learning_rate, config.lr_schedule, config.max_grad_norm, total
-        )
-    )
+    tx = optax.flatten(config.make_optimizer(config.learning_rate, total))
     recurrent = config.recurrent
 
     def init(key: jax.Array, spec: EnvSpec) -> PPOState:
@@ -275,22 +257,12 @@ def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | Non
         if shape is None:
             raise ValueError(f"PPO needs array observations; got {spec.observation_space}.")
 
-        def torso() -> nn.Module:
-            return make_torso(
-                config.torso,
-                shape,
-                config.hidden_sizes,
-                config.activation,
-                config.layer_norm,
-                config.kernel_init,
-            )
-
         obs = jnp.zeros((1,) + tuple(shape), spec.observation_space.dtype)
         if recurrent:
-            network = RecurrentActorCritic(torso(), num_actions)
+            network = RecurrentActorCritic(config.make_torso(shape), num_actions)
             params = network.init(key, network.initialize_carry(1), obs)
         else:
-            network = ActorCritic(torso(), torso(), num_actions)
+            network = ActorCritic(config.make_torso(shape), config.make_torso(shape), num_actions)
             params = network.init(key, obs)
         return PPOState(params, tx.init(params), jnp.zeros((), jnp.int32), network)
 

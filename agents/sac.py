@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from purerl.agents.optimizers import check_optimizer, check_schedule, make_optimizer
+from purerl.agents.options import NetworkOptions, OptimizerOptions
 from purerl.agents.registry import Context, Recipe
 from purerl.core import (
     DEVICE_AXIS,
@@ -27,34 +27,27 @@ from purerl.core import (
     per_device,
     require_box,
 )
-from purerl.networks import TanhGaussianPolicy, TwinQ, is_recurrent, make_torso
+from purerl.networks import TanhGaussianPolicy, TwinQ
 from purerl.replay import Sample, Schedule
 from purerl.replay.options import ReplayOptions
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SACConfig(ReplayOptions):
-    """SAC hyperparameters (and the replay settings of `ReplayOptions`).
+class SACConfig(ReplayOptions, NetworkOptions, OptimizerOptions):
+    """SAC hyperparameters (with the replay, network and optimizer settings of
+    `ReplayOptions`, `NetworkOptions` and `OptimizerOptions`; the optimizer serves the
+    policy, the critics and the temperature alike, and the critics are MLPs over the
+    observation and the action with the torso's widths).
 
     Attributes:
       actor_learning_rate: the policy optimizer's step size.
       critic_learning_rate: the critics' optimizer's step size.
       alpha_learning_rate: the temperature optimizer's step size.
-      optimizer: any optax optimizer with its arguments ("adam", "adamw(weight_decay=1e-4)",
-        ...), used for the policy, the critics and the temperature alike.
-      lr_schedule: "constant", "linear", "cosine", ... over the run's gradient steps.
-      max_grad_norm: clip each network's gradients to this global norm (0: no clipping).
       gamma: discount factor.
       tau: Polyak step of the target critics after each gradient step.
       init_alpha: the entropy temperature at the start.
       autotune_alpha: learn the temperature so the policy's entropy tracks the target.
       target_entropy: the entropy target; None for `-action_dim`.
-      torso: the policy's torso ("auto", "mlp", "cnn", "minatar_cnn"); critics are MLPs
-        over the observation and the action.
-      hidden_sizes: widths of the policy's and the critics' hidden layers.
-      activation: activation of the hidden layers.
-      layer_norm: layer normalisation in the hidden layers (policy and critics).
-      kernel_init: the initializer ("lecun_normal", "orthogonal", ...).
       num_envs: environments stepped in parallel, over all devices.
       train_frequency: vector env steps between updates.
       gradient_steps: gradient steps per update (with `num_envs` 1 and `train_frequency` 1,
@@ -67,18 +60,12 @@ class SACConfig(ReplayOptions):
     actor_learning_rate: float = 1e-3
     critic_learning_rate: float = 1e-3
     alpha_learning_rate: float = 1e-3
-    optimizer: str = "adam"
-    lr_schedule: str = "constant"
-    max_grad_norm: float = 0.0
     gamma: float = 0.99
     tau: float = 0.005
     init_alpha: float = 1.0
     autotune_alpha: bool = True
     target_entropy: float | None = None
-    torso: str = "auto"
     hidden_sizes: tuple[int, ...] = (256, 256)
-    activation: str = "relu"
-    layer_norm: bool = False
     kernel_init: str = "lecun_normal"
     num_envs: int = 1
     train_frequency: int = 1
@@ -88,12 +75,8 @@ class SACConfig(ReplayOptions):
     learning_starts: int = 1_000
 
     def __post_init__(self) -> None:
-        check_optimizer(self.optimizer)
-        check_schedule(self.lr_schedule)
-        if is_recurrent(self.torso):
-            raise ValueError(
-                f"SAC has no recurrent variant; --torso {self.torso} is not supported."
-            )
+        self.check_optimizer_options()
+        self.check_network()
         self.check_replay()
         for name in ("num_envs", "train_frequency", "gradient_steps"):
             if int(getattr(self, name)) < 1:
@@ -191,11 +174,7 @@ def make(config: SACConfig, axis_name: str | None = None, num_updates: int | Non
     def optimizer(learning_rate: float) -> optax.GradientTransformation:
         # Flattened: one update over a vector instead of one per parameter array (a
         # network's dozen small leaves cost more in per-op overhead than in arithmetic).
-        return optax.flatten(
-            make_optimizer(
-                config.optimizer, learning_rate, config.lr_schedule, config.max_grad_norm, total
-            )
-        )
+        return optax.flatten(config.make_optimizer(learning_rate, total))
 
     actor_tx = optimizer(config.actor_learning_rate)
     critic_tx = optimizer(config.critic_learning_rate)
@@ -207,8 +186,7 @@ def make(config: SACConfig, axis_name: str | None = None, num_updates: int | Non
         if shape is None:
             raise ValueError(f"SAC needs array observations; got {spec.observation_space}.")
         common = dict(layer_norm=config.layer_norm, kernel_init=config.kernel_init)
-        torso = make_torso(config.torso, shape, config.hidden_sizes, config.activation, **common)
-        actor = TanhGaussianPolicy(torso, low.shape[0])
+        actor = TanhGaussianPolicy(config.make_torso(shape), low.shape[0])
         critic = TwinQ(config.hidden_sizes, config.activation, len(shape), **common)
         actor_key, critic_key = jax.random.split(key)
         obs = jnp.zeros((1,) + tuple(shape), spec.observation_space.dtype)

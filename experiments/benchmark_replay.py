@@ -27,33 +27,41 @@ ITEMS = {
 
 
 def transition(obs_shape: tuple[int, ...], dtype: jnp.dtype, lead: tuple[int, ...]) -> dict:
-    """A transition as the buffers store it (the next observation kept beside the first)."""
+    """One env step's fields. flashbax's flat buffer stores them as they are and pairs each
+    with the following step's (its `first` and `second`), so each observation is stored
+    once; purerl stores them as a `Transition`, each observation once too (replay.storage)."""
     return {
         "obs": jnp.zeros(lead + obs_shape, dtype),
         "action": jnp.zeros(lead, jnp.int32),
         "reward": jnp.zeros(lead, jnp.float32),
         "terminated": jnp.zeros(lead, bool),
         "truncated": jnp.zeros(lead, bool),
-        "next_obs": jnp.zeros(lead + obs_shape, dtype),
     }
 
 
 def purerl_fns(capacity: int, batch: int, add_size: int, item: dict):
-    from purerl.core import PRIORITIES
+    from purerl.core import PRIORITIES, Transition
     from purerl.replay import prioritized_replay
 
+    def as_transition(x: dict) -> Transition:
+        return Transition(**x, next_obs=x["obs"], extras={})
+
     buffer = prioritized_replay(capacity, batch, alpha=0.6)
+    item = as_transition(item)
     example = jax.tree.map(lambda x: jnp.zeros((1, add_size) + x.shape, x.dtype), item)
     state = buffer.init(example)
 
     def sample_update(state, key):
         sample = buffer.sample(state, key)
         priorities = jax.random.uniform(key, (batch,))
-        return buffer.update(state, sample, {PRIORITIES: priorities}), sample.items["reward"]
+        return buffer.update(state, sample, {PRIORITIES: priorities}), sample.items.reward
 
     def adds(state, items):  # A rollout [T = 1, B = add_size].
-        return buffer.add(state, jax.tree.map(lambda x: x[None], items))
+        return buffer.add(state, jax.tree.map(lambda x: x[None], as_transition(items)))
 
+    from purerl.replay.storage import bytes_per_slot
+
+    print(f"  purerl bytes per stored transition: {bytes_per_slot(state.storage):,.1f}")
     return state, jax.jit(adds, donate_argnums=0), jax.jit(sample_update, donate_argnums=0)
 
 
@@ -69,6 +77,9 @@ def flashbax_fns(capacity: int, batch: int, add_size: int, item: dict):
     )
     state = buffer.init(item)
     add = jax.jit(buffer.add, donate_argnums=0)
+    experience = state.experience
+    size = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(experience))
+    print(f"  flashbax bytes per stored transition: {size / capacity:,.1f}")
 
     def sample_update(state, key):
         sample = buffer.sample(state, key)
