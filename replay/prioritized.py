@@ -23,7 +23,14 @@ import jax.numpy as jnp
 from flax import struct
 from purerl.core import PRIORITIES
 from purerl.replay.base import DataPath, Sample
-from purerl.replay.storage import capacity_of, store_gather, store_init, store_write
+from purerl.replay.storage import (
+    capacity_of,
+    ready_threshold,
+    store_gather,
+    store_init,
+    store_write,
+    unready,
+)
 
 BRANCH = 16  # Children per node: five levels hold a million items.
 
@@ -150,9 +157,13 @@ def prioritized_replay(
 
     def add(state: PrioritizedState, trajectory: Any) -> PrioritizedState:
         storage, num = store_write(state.storage, trajectory, state.index)
-        slots = capacity_of(storage)
-        new = state.index + jnp.arange(num)
-        top = jnp.full((num,), state.max_priority**alpha, jnp.float32)
+        slots, lag = capacity_of(storage), unready(storage)
+        # The new items get the largest priority, but the newest `lag` of them 0 until their
+        # next observation arrives; the previous add's newest become sampleable now.
+        new = (state.index - lag + jnp.arange(num + lag)) % slots
+        top = jnp.full((num + lag,), state.max_priority**alpha, jnp.float32)
+        top = top.at[:lag].multiply((state.size > 0).astype(jnp.float32))
+        top = top.at[num:].set(0.0)
         return state.replace(
             storage=storage,
             tree=tree_set(state.tree, new, top),
@@ -168,9 +179,10 @@ def prioritized_replay(
         idx = tree_find(state.tree, values)
         prob = state.tree[-1].at[idx].get(mode="promise_in_bounds") / total
         beta = beta_start + (1.0 - beta_start) * jnp.minimum(1.0, state.samples / beta_steps)
-        weights = (state.size.astype(jnp.float32) * prob) ** (-beta)
+        ready = (state.size - unready(state.storage)).astype(jnp.float32)
+        weights = (ready * prob) ** (-beta)
         weights = weights / jnp.max(weights)
-        items, valid = store_gather(state.storage, idx, state.index)
+        items, valid = store_gather(state.storage, idx)
         return Sample(items, idx, jnp.where(valid, weights, 0.0).astype(jnp.float32))
 
     def update(state: PrioritizedState, batch: Sample, metrics: dict[str, jax.Array]) -> Any:
@@ -190,6 +202,8 @@ def prioritized_replay(
         init=init,
         add=add,
         sample=sample,
-        can_sample=lambda state: state.size >= min_size,
+        can_sample=lambda state: (
+            state.size - unready(state.storage) >= ready_threshold(state.storage, min_size)
+        ),
         update=update,
     )

@@ -8,7 +8,8 @@ not the next observation is anything more kept:
   episode's final observation, which the auto-reset replaced: those go to a small ring
   table (`final_capacity` entries, a sixteenth of the capacity by default), found through a
   per-slot pointer;
-- the newest row has no successor yet: its next observations are kept beside (`B` of them).
+- the newest row has no successor yet, so it is not sampled until the next rollout is added
+  (`unready`: the data paths sample the other slots).
 
 A terminated step's next observation is never used (its discount is 0), so the slot after
 it (the next episode's first observation) stands in. A truncated step whose final
@@ -37,7 +38,19 @@ class CompactTransitions:
     final_obs: Any  # [final_capacity, *obs]: final observations of truncated steps.
     final_owner: jax.Array  # [final_capacity] int32, the slot each final obs belongs to.
     final_index: jax.Array  # [] int32, the table's next entry to write.
-    tail_next: Any  # [B, *obs]: the next observations of the newest row.
+    row: int = struct.field(pytree_node=False)  # B, the envs of one time step.
+
+
+def ready_threshold(storage: Any, min_size: int) -> int:
+    """Sampleable items needed before sampling: `min_size`, or all a full buffer can offer
+    (its capacity less the `unready` newest) if that is fewer."""
+    return min(min_size, capacity_of(storage) - unready(storage))
+
+
+def unready(storage: Any) -> int:
+    """How many of the newest slots cannot be sampled yet (their next observation arrives
+    with the next rollout): a row of envs for transitions, none for other items."""
+    return storage.row if isinstance(storage, CompactTransitions) else 0
 
 
 def capacity_of(storage: Any) -> int:
@@ -67,13 +80,19 @@ def store_init(
         return jax.tree.map(lambda x: zeros(x, rounded), example)
     table = max(1, rounded // 16 if final_capacity is None else int(final_capacity))
     num_envs = int(leaves[0].shape[1])
+    if rounded < num + num_envs:
+        raise ValueError(
+            f"A replay capacity of {capacity} has no room for a rollout of {num} transitions "
+            f"beside the newest {num_envs}, which wait for their next observations; raise "
+            "the buffer size."
+        )
     return CompactTransitions(
         steps=jax.tree.map(lambda x: zeros(x, rounded), example._replace(next_obs=())),
         final_ptr=jnp.full((rounded,), -1, jnp.int32),
         final_obs=jax.tree.map(lambda x: zeros(x, table), example.next_obs),
         final_owner=jnp.full((table,), -1, jnp.int32),
         final_index=jnp.zeros((), jnp.int32),
-        tail_next=jax.tree.map(lambda x: zeros(x, num_envs), example.next_obs),
+        row=num_envs,
     )
 
 
@@ -95,30 +114,49 @@ def store_write(storage: Any, trajectory: Any, index: jax.Array) -> tuple[Any, i
         )
     if not isinstance(storage, CompactTransitions):
         return _write(storage, items, index), num
-    num_envs = trajectory.reward.shape[1]
     table = storage.final_owner.shape[0]
     cut = items.truncated & ~items.terminated
     order = jnp.cumsum(cut.astype(jnp.int32)) - 1
-    entry = jnp.where(cut, (storage.final_index + order) % table, table)  # table: dropped.
-    slots = index + jnp.arange(num, dtype=jnp.int32)
+    count = jnp.sum(cut, dtype=jnp.int32)
+    # Which items were cut, in order (the rest of the array is padding).
+    cut_items = (
+        jnp.zeros((num,), jnp.int32)
+        .at[jnp.where(cut, order, num)]
+        .set(jnp.arange(num, dtype=jnp.int32), mode="drop")
+    )
+
+    def keep_final(i: jax.Array, tables: tuple[Any, jax.Array]) -> tuple[Any, jax.Array]:
+        # One table entry per truncation: usually none in an add, so this loop costs nothing
+        # where a scatter of every item (dropped or not) would read all their observations.
+        final_obs, owner = tables
+        source, entry = cut_items[i], (storage.final_index + i) % table
+        final_obs = jax.tree.map(
+            lambda t, x: jax.lax.dynamic_update_index_in_dim(t, x[source], entry, 0),
+            final_obs,
+            items.next_obs,
+        )
+        return final_obs, owner.at[entry].set(index + source)
+
+    final_obs, final_owner = jax.lax.fori_loop(
+        0, count, keep_final, (storage.final_obs, storage.final_owner)
+    )
+    entry = (storage.final_index + order) % table
     return (
         CompactTransitions(
             steps=_write(storage.steps, items._replace(next_obs=()), index),
             final_ptr=_write(storage.final_ptr, jnp.where(cut, entry, -1), index),
-            final_obs=jax.tree.map(
-                lambda t, x: t.at[entry].set(x, mode="drop"), storage.final_obs, items.next_obs
-            ),
-            final_owner=storage.final_owner.at[entry].set(slots, mode="drop"),
-            final_index=(storage.final_index + jnp.sum(cut, dtype=jnp.int32)) % table,
-            tail_next=jax.tree.map(lambda x: x[-num_envs:], items.next_obs),
+            final_obs=final_obs,
+            final_owner=final_owner,
+            final_index=(storage.final_index + count) % table,
+            row=storage.row,
         ),
         num,
     )
 
 
-def store_gather(storage: Any, idx: jax.Array, index: jax.Array) -> tuple[Any, jax.Array]:
-    """The items in slots `idx[N]` (`index`: the next slot to write), and whether each is
-    valid (False only for a truncated step whose final observation was evicted)."""
+def store_gather(storage: Any, idx: jax.Array) -> tuple[Any, jax.Array]:
+    """The items in slots `idx[N]` (none of the `unready` newest), and whether each is valid
+    (False only for a truncated step whose final observation was evicted)."""
 
     def take(x: jax.Array, i: jax.Array) -> jax.Array:
         return x.at[i].get(mode="promise_in_bounds")
@@ -126,24 +164,17 @@ def store_gather(storage: Any, idx: jax.Array, index: jax.Array) -> tuple[Any, j
     if not isinstance(storage, CompactTransitions):
         return jax.tree.map(lambda s: take(s, idx), storage), jnp.ones(idx.shape, bool)
     capacity = capacity_of(storage)
-    num_envs = jax.tree.leaves(storage.tail_next)[0].shape[0]
     steps = jax.tree.map(lambda s: take(s, idx), storage.steps)
-    newest = (idx - (index - num_envs)) % capacity < num_envs
-    successor = (idx + num_envs) % capacity
+    successor = (idx + storage.row) % capacity
     ptr = take(storage.final_ptr, idx)
     safe = jnp.maximum(ptr, 0)
     final = (ptr >= 0) & (take(storage.final_owner, safe) == idx)
 
-    def next_obs(obs: jax.Array, tail: jax.Array, table: jax.Array) -> jax.Array:
-        def where(mask: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
-            return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
+    def next_obs(obs: jax.Array, table: jax.Array) -> jax.Array:
+        mask = final.reshape(final.shape + (1,) * (obs.ndim - 1))
+        return jnp.where(mask, take(table, safe), take(obs, successor))
 
-        following = where(newest, take(tail, idx % num_envs), take(obs, successor))
-        return where(final, take(table, safe), following)
-
-    items = steps._replace(
-        next_obs=jax.tree.map(next_obs, storage.steps.obs, storage.tail_next, storage.final_obs)
-    )
+    items = steps._replace(next_obs=jax.tree.map(next_obs, storage.steps.obs, storage.final_obs))
     return items, (ptr < 0) | final
 
 

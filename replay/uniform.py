@@ -9,7 +9,14 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 from purerl.replay.base import DataPath, Sample, keep
-from purerl.replay.storage import capacity_of, store_gather, store_init, store_write
+from purerl.replay.storage import (
+    capacity_of,
+    ready_threshold,
+    store_gather,
+    store_init,
+    store_write,
+    unready,
+)
 
 Item = Any  # A pytree of arrays: one transition, or a batch of them with a leading axis.
 
@@ -166,14 +173,20 @@ def uniform_replay(
         )
 
     def sample(state: BufferState, key: jax.Array) -> Sample:
-        idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1))
-        items, valid = store_gather(state.storage, idx, state.index)
+        # Uniform over the slots whose next observation has arrived: all but the newest row.
+        capacity, lag = capacity_of(state.storage), unready(state.storage)
+        ready = jnp.maximum(state.size - lag, 1)
+        oldest = (state.index - state.size) % capacity
+        idx = (oldest + jax.random.randint(key, (batch_size,), 0, ready)) % capacity
+        items, valid = store_gather(state.storage, idx)
         return Sample(items, idx, valid.astype(jnp.float32))
 
     return DataPath(
         init=init,
         add=add,
         sample=sample,
-        can_sample=lambda state: state.size >= min_size,
+        can_sample=lambda state: (
+            state.size - unready(state.storage) >= ready_threshold(state.storage, min_size)
+        ),
         update=keep,
     )

@@ -43,7 +43,7 @@ def test_every_transition_comes_back_with_its_next_observation_across_wraparound
     for part in parts:
         storage, num = write(storage, part, index)
         index = (index + num) % 36
-    items, valid = store_gather(storage, jnp.arange(36), index)
+    items, valid = store_gather(storage, jnp.arange(36))
     assert bool(valid.all())
     # The buffer holds the last three rollouts, the oldest starting at slot `index`.
     held = jax.tree.map(
@@ -53,7 +53,8 @@ def test_every_transition_comes_back_with_its_next_observation_across_wraparound
     expected = jax.tree.map(lambda x: np.asarray(x)[order], held)
     np.testing.assert_array_equal(items.reward, expected.reward)
     np.testing.assert_array_equal(items.obs, expected.obs)
-    used = ~np.asarray(expected.terminated)  # A terminated step's next obs is never used.
+    # A terminated step's next obs is never used; the newest row's arrives with the next add.
+    used = ~np.asarray(expected.terminated) & (order < 33)
     np.testing.assert_array_equal(np.asarray(items.next_obs)[used], expected.next_obs[used])
 
 
@@ -62,13 +63,14 @@ def test_an_evicted_final_observation_comes_back_with_weight_zero():
     truncated = np.zeros((4, 3), bool)
     truncated[0, 0] = truncated[2, 1] = True  # Two truncations, a table of one.
     part = part._replace(truncated=jnp.asarray(truncated))
-    buffer = uniform_replay(capacity=12, batch_size=12, final_capacity=1)
+    buffer = uniform_replay(capacity=24, batch_size=8, final_capacity=1)
     state = buffer.add(buffer.init(part), part)
     storage = state.storage
-    items, valid = store_gather(storage, jnp.arange(12), state.index)
+    items, valid = store_gather(storage, jnp.arange(12))
     np.testing.assert_array_equal(np.flatnonzero(~np.asarray(valid)), [0])  # Slot t=0, b=0.
     np.testing.assert_array_equal(items.next_obs[7], part.next_obs[2, 1])  # Kept: the newer.
     sample = buffer.sample(state, jax.random.PRNGKey(0))
+    assert np.all(np.asarray(sample.indices) < 9)  # Never the newest row (slots 9-11).
     np.testing.assert_array_equal(sample.weights, np.asarray(valid)[np.asarray(sample.indices)])
 
 
@@ -93,7 +95,7 @@ def test_observations_are_stored_once():
 
 def test_prioritised_replay_gives_the_same_transitions():
     parts = rollouts(3)
-    buffer = prioritized_replay(capacity=36, batch_size=12, final_capacity=36)
+    buffer = prioritized_replay(capacity=48, batch_size=12, final_capacity=36)
     state = buffer.init(parts[0])
     for part in parts:
         state = buffer.add(state, part)
@@ -102,6 +104,7 @@ def test_prioritised_replay_gives_the_same_transitions():
         lambda *x: jnp.concatenate([y.reshape((-1,) + y.shape[2:]) for y in x]), *parts
     )
     idx = np.asarray(sample.indices)
+    assert np.all(idx < 33)  # The newest row (33-35) waits for its next observation.
     np.testing.assert_array_equal(sample.items.reward, np.asarray(flat.reward)[idx])
     used = ~np.asarray(flat.terminated)[idx]
     np.testing.assert_array_equal(
