@@ -14,9 +14,20 @@ def load_policy(run_dir, seed_index: int = 0):
     return _load_policy(run_dir, seed_index)
 
 
-def train(agent, data, schedule, run=None, *, num_envs: int = 8, name: str = "custom"):
+def train(
+    agent,
+    data,
+    schedule,
+    run=None,
+    *,
+    num_envs: int = 8,
+    name: str = "custom",
+    off_policy: bool = False,
+):
     """Trains your own `Agent(init, act, learn)` on purerl's loops. See
     `purerl.experiments.trainer.train_agent`."""
     from purerl.experiments.trainer import train_agent
 
-    return train_agent(agent, data, schedule, run, num_envs=num_envs, name=name)
+    return train_agent(
+        agent, data, schedule, run, num_envs=num_envs, name=name, off_policy=off_policy
+    )

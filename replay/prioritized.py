@@ -25,7 +25,7 @@ from purerl.core import PRIORITIES
 from purerl.replay.base import DataPath, Sample
 from purerl.replay.storage import (
     capacity_of,
-    ready_threshold,
+    ready_to_sample,
     store_gather,
     store_init,
     store_write,
@@ -202,8 +202,6 @@ def prioritized_replay(
         init=init,
         add=add,
         sample=sample,
-        can_sample=lambda state: (
-            state.size - unready(state.storage) >= ready_threshold(state.storage, min_size)
-        ),
+        can_sample=lambda state: ready_to_sample(state.storage, state.size, min_size),
         update=update,
     )

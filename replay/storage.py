@@ -41,10 +41,11 @@ class CompactTransitions:
     row: int = struct.field(pytree_node=False)  # B, the envs of one time step.
 
 
-def ready_threshold(storage: Any, min_size: int) -> int:
-    """Sampleable items needed before sampling: `min_size`, or all a full buffer can offer
-    (its capacity less the `unready` newest) if that is fewer."""
-    return min(min_size, capacity_of(storage) - unready(storage))
+def ready_to_sample(storage: Any, size: jax.Array, min_size: int) -> jax.Array:
+    """Whether `min_size` items can be sampled (of the `size` stored, all but the `unready`
+    newest), or, if a full buffer offers fewer, all it can."""
+    ready = capacity_of(storage) - unready(storage)
+    return size - unready(storage) >= min(min_size, ready)
 
 
 def unready(storage: Any) -> int:

@@ -11,7 +11,7 @@ from flax import struct
 from purerl.replay.base import DataPath, Sample, keep
 from purerl.replay.storage import (
     capacity_of,
-    ready_threshold,
+    ready_to_sample,
     store_gather,
     store_init,
     store_write,
@@ -185,8 +185,6 @@ def uniform_replay(
         init=init,
         add=add,
         sample=sample,
-        can_sample=lambda state: (
-            state.size - unready(state.storage) >= ready_threshold(state.storage, min_size)
-        ),
+        can_sample=lambda state: ready_to_sample(state.storage, state.size, min_size),
         update=keep,
     )
