@@ -169,3 +169,37 @@ def test_host_loop_options_on_a_jax_env_are_named_as_unused(tmp_path, capsys):
         + ["--num-devices", "1", "--run-dir", str(tmp_path), "--quiet", "--no-plot"]
     )
     assert "not using the host-loop option(s) --max-staleness" in capsys.readouterr().err
+
+
+def test_a_recurrent_agent_runs_on_the_host_loop_and_its_policy_carries_state(tmp_path):
+    summary = ppo.main(
+        [
+            "--env",
+            "gymnasium:CartPole-v1",
+            "--torso",
+            "gru",
+            "--hidden-sizes",
+            "16",
+            "16",
+            "--total-timesteps",
+            "4096",
+            "--num-logs",
+            "2",
+            "--run-dir",
+            str(tmp_path),
+            "--quiet",
+            "--no-plot",
+            "--eval-episodes",
+            "2",
+            "--num-devices",
+            "1",
+        ]
+    )
+    assert summary["loop"] == "host" and len(summary["eval_return"]) == 1
+    policy = purerl.load_policy(tmp_path)
+    carry = policy.initial_carry(3)
+    assert carry.shape == (3, 16)
+    action, new_carry = policy.step(carry, np.zeros((3, 4), np.float32), jax.random.PRNGKey(0))
+    assert action.shape == (3,) and not np.allclose(new_carry, carry)
+    with pytest.raises(ValueError, match="recurrent: call policy.step"):
+        policy(np.zeros((3, 4), np.float32), jax.random.PRNGKey(0))
