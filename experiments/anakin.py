@@ -10,7 +10,6 @@ averaged with `pmean` over `DEVICE_AXIS`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import gymnasium
@@ -25,7 +24,6 @@ from purerl.core import (
     Agent,
     EpisodeStats,
     Transition,
-    per_device,
     random_actions,
     reset_carry,
 )
@@ -264,8 +262,3 @@ def seed_keys(seed: int, num_seeds: int) -> jax.Array:
     """Seed `seed + i` for the i-th of `num_seeds` vmapped seeds, so `--seed 3 --num-seeds 1`
     trains the same agent as the fourth seed of `--seed 0 --num-seeds 8`."""
     return jnp.stack([jax.random.PRNGKey(seed + i) for i in range(num_seeds)])
-
-
-def global_shape(num: int, what: str, devices: Sequence[Any] | int) -> int:
-    """`num` split evenly over devices, or a clear error."""
-    return per_device(num, what, devices if isinstance(devices, int) else len(devices))

@@ -40,7 +40,6 @@ from purerl.experiments.policy import CONFIG_FILE, save_policy, write_config
 from purerl.replay.base import DataPath, Schedule
 
 Build = Callable[[Context], Recipe]
-OFF_POLICY_ROLLOUT_STEPS = 128  # Env steps a host-loop message holds at least (off-policy).
 
 
 def train(entry: Entry, run: RunConfig, config: Any) -> dict[str, Any]:
@@ -116,7 +115,7 @@ def _train(
                 "process. Run seeds as separate processes (--seed N), or use a JAX environment "
                 "to vmap them."
             )
-        k = 1 if not off_policy else max(1, -(-OFF_POLICY_ROLLOUT_STEPS // steps_per_update))
+        k = sebulba.updates_per_rollout(steps_per_update, off_policy)
         the_plan = plan(run.total_timesteps, steps_per_update, run.num_logs, multiple=k)
         recipe = build(Context(num_devices, the_plan.num_updates, host=True))
         vec_env = envs.HostVecEnv(made, recipe.num_envs, run.env, run.host_envs)

@@ -9,7 +9,6 @@ from purerl.networks.heads import (
     TanhGaussianPolicy,
     TwinQ,
     ValueHead,
-    observation_dims,
 )
 from purerl.networks.torsos import (
     MLP,
@@ -37,5 +36,4 @@ __all__ = [
     "RecurrentActorCritic",
     "TanhGaussianPolicy",
     "TwinQ",
-    "observation_dims",
 ]

@@ -164,11 +164,6 @@ class TwinQ(nn.Module):
         )(x)
 
 
-def observation_dims(shape: Sequence[int]) -> int:
-    """How many trailing axes one observation of this shape has (for flattening)."""
-    return len(tuple(shape))
-
-
 __all__ = [
     "QHead",
     "QNetwork",
@@ -178,5 +173,4 @@ __all__ = [
     "RecurrentActorCritic",
     "TanhGaussianPolicy",
     "TwinQ",
-    "observation_dims",
 ]
