@@ -299,6 +299,7 @@ class HostLoop:
         """One rollout of `k * T` vector steps, as `[D, k, T, B/D, ...]` arrays.
         `position` is the actor's `(key, carry, done, steps)`, before and after."""
         key, carry, done, steps = position
+        steps = int(steps)  # Counted on the host: no device op per env step.
         env, n = self.env, self.k * self.rollout_length
         b = env.num_envs
         obs = env.obs
@@ -312,7 +313,7 @@ class HostLoop:
         for t in range(n):
             if stop.is_set():
                 return None, position
-            out, carry, key = self._act(state, carry, done, obs, key, steps)
+            out, carry, key = self._act(state, carry, done, obs, key, np.int32(steps))
             action, extra, acted_with = jax.device_get(out)
             next_obs, reward[t], terminated[t], truncated[t], final, ret, length, done = env.step(
                 action
@@ -338,7 +339,7 @@ class HostLoop:
         )
         d = self.num_devices
         trajectory = jax.tree.map(lambda x: _split(x, self.k, d), trajectory)
-        return (trajectory, stats), (key, carry, done, steps)
+        return (trajectory, stats), (key, carry, done, jnp.asarray(steps, jnp.int32))
 
     def evaluator(self, episodes: int) -> Evaluate:
         """Deterministic episodes on fresh copies of the host env (seeded apart from the
