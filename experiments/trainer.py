@@ -220,6 +220,11 @@ def _run(
     saver = CheckpointFeature(run_dir, run, the_plan.total_steps, stop, host_state, checkpoints)
     features += [saver, stop]  # Ctrl-C stops after the checkpoint is saved.
     if run.resume:
+        if "features" not in host:
+            raise ValueError(
+                f"The checkpoint in {run_dir / 'checkpoints'} was written by an earlier purerl "
+                "whose checkpoints this version cannot continue; start a new run."
+            )
         for f in features:
             if f.key:
                 f.load(host["features"][f.key])

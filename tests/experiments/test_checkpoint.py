@@ -221,3 +221,17 @@ def test_a_short_default_run_keeps_no_checkpoint(tmp_path):
     ]
     subprocess.run(cmd, env=ENV, check=True, timeout=300)
     assert (run_dir / "policy.msgpack").exists() and not (run_dir / "checkpoints").exists()
+
+
+def test_a_checkpoint_from_an_earlier_version_is_refused_clearly(tmp_path):
+    from purerl.experiments import ppo
+
+    run_dir = tmp_path / "old"
+    args = ["--run-dir", str(run_dir), "--quiet", "--no-plot", "--num-devices", "1"]
+    ppo.main([*args, "--total-timesteps", "8192", "--num-logs", "2", "--checkpoint-every", "4096"])
+    host = run_dir / "checkpoints" / "1" / "host" / "metadata"
+    saved = json.loads(host.read_text())
+    saved.pop("features")  # How checkpoints looked before the run features kept their state.
+    host.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="written by an earlier purerl"):
+        ppo.main(["--resume", str(run_dir), "--quiet"])
