@@ -1,6 +1,13 @@
-"""Deep Q-Networks (Mnih et al., 2015), with double Q-learning (van Hasselt et al., 2016),
-dueling heads (Wang et al., 2016) and prioritised replay (Schaul et al., 2016) as options of
-the same agent."""
+"""The value-based family: Deep Q-Networks (Mnih et al., 2015) and every variant as an option
+of the same learner: double Q-learning (van Hasselt et al., 2016), dueling heads (Wang et
+al., 2016), prioritised replay (Schaul et al., 2016), n-step returns from sequence replay,
+distributional heads, categorical (C51; Bellemare et al., 2017) or quantile (QR-DQN; Dabney
+et al., 2018), and noisy nets (Fortunato et al., 2018). Rainbow (Hessel et al., 2018) is all
+of them at once.
+
+The named agents `c51`, `qrdqn` and `rainbow` are this agent with other defaults
+(`C51Config`, `QRDQNConfig`, `RainbowConfig`); each option can be switched on the command
+line of any of them (`--n-step 3`, `--no-noisy`, ...)."""
 
 from __future__ import annotations
 
@@ -29,10 +36,12 @@ from purerl.core import (
     require_discrete,
 )
 from purerl.networks import QNetwork
+from purerl.networks.noisy import NOISE
 from purerl.replay import Sample, Schedule
 from purerl.replay.options import ReplayOptions
 
 LOSSES = ("huber", "mse")
+DISTRIBUTIONS = ("none", "categorical", "quantile")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -58,6 +67,19 @@ class DQNConfig(ReplayOptions, NetworkOptions, OptimizerOptions):
         that learns every `num_envs * train_frequency` steps after `learning_starts`.
       num_envs: environments stepped in parallel, over all devices.
       train_frequency: vectorised environment steps between learner updates.
+      n_step: bootstrap after this many steps (n-step returns, from windows of `n_step`
+        steps of sequence replay); an episode end inside the window ends the return there
+        (a termination without bootstrapping, a time-limit truncation from the episode's
+        final observation).
+      distribution: "none" (Q-values), "categorical" (C51: a softmax over `num_atoms` fixed
+        returns in `[v_min, v_max]`, the projected cross-entropy loss) or "quantile"
+        (QR-DQN: `num_atoms` quantiles, the quantile Huber loss with `huber_delta`).
+      num_atoms: atoms (categorical) or quantiles (quantile) per action.
+      v_min: the smallest return a categorical distribution can represent.
+      v_max: the largest.
+      noisy: noisy linear layers in the Q head, exploring by parameter noise (with
+        `epsilon_start = epsilon_end = 0`, only by it); greedy evaluation uses their means.
+      noisy_sigma: the noisy layers' initial noise scale.
     """
 
     learning_rate: float = 2.5e-4
@@ -74,22 +96,57 @@ class DQNConfig(ReplayOptions, NetworkOptions, OptimizerOptions):
     epsilon_decay_steps: int = 250_000
     num_envs: int = 16
     train_frequency: int = 1
+    n_step: int = 1
+    distribution: str = "none"
+    num_atoms: int = 51
+    v_min: float = -100.0
+    v_max: float = 100.0
+    noisy: bool = False
+    noisy_sigma: float = 0.5
 
     def __post_init__(self) -> None:
+        name = type(self).__name__
         self.check_optimizer_options()
         self.check_network()
         if self.loss not in LOSSES:
-            raise ValueError(f"DQNConfig.loss must be one of {LOSSES}; got {self.loss!r}.")
+            raise ValueError(f"{name}.loss must be one of {LOSSES}; got {self.loss!r}.")
+        if self.distribution not in DISTRIBUTIONS:
+            raise ValueError(
+                f"{name}.distribution must be one of {DISTRIBUTIONS}; got {self.distribution!r}."
+            )
         self.check_replay()
-        for name in ("num_envs", "train_frequency", "target_update_period", "epsilon_decay_steps"):
-            if int(getattr(self, name)) < 1:
+        for field in (
+            "num_envs",
+            "train_frequency",
+            "target_update_period",
+            "epsilon_decay_steps",
+            "n_step",
+        ):
+            if int(getattr(self, field)) < 1:
                 raise ValueError(
-                    f"DQNConfig.{name} must be a positive integer; got {getattr(self, name)}."
+                    f"{name}.{field} must be a positive integer; got {getattr(self, field)}."
                 )
+        if self.distribution != "none" and self.num_atoms < 2:
+            raise ValueError(
+                f"{name}.num_atoms must be at least 2 for a {self.distribution} distribution; "
+                f"got {self.num_atoms}."
+            )
+        if self.distribution == "categorical" and not self.v_min < self.v_max:
+            raise ValueError(
+                f"{name} needs v_min < v_max for its categorical support; got "
+                f"[{self.v_min}, {self.v_max}]."
+            )
+        if self.noisy_sigma < 0:
+            raise ValueError(f"{name}.noisy_sigma must be >= 0; got {self.noisy_sigma}.")
         if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"DQNConfig.tau must be in (0, 1]; got {self.tau}.")
+            raise ValueError(f"{name}.tau must be in (0, 1]; got {self.tau}.")
         if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"DQNConfig.gamma must be in [0, 1]; got {self.gamma}.")
+            raise ValueError(f"{name}.gamma must be in [0, 1]; got {self.gamma}.")
+        if not 0.0 <= self.epsilon_end <= 1.0 or not 0.0 <= self.epsilon_start <= 1.0:
+            raise ValueError(
+                f"{name}: epsilon_start and epsilon_end must lie in [0, 1]; got "
+                f"{self.epsilon_start} and {self.epsilon_end}."
+            )
 
     @property
     def env_steps_per_update(self) -> int:
@@ -99,6 +156,41 @@ class DQNConfig(ReplayOptions, NetworkOptions, OptimizerOptions):
     def env_steps(self, learner_steps: jax.Array) -> jax.Array:
         """Environment steps taken by the time of `learner_steps` updates."""
         return self.learning_starts + learner_steps * self.env_steps_per_update
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class C51Config(DQNConfig):
+    """C51 (Bellemare et al., 2017): DQN with a categorical value distribution of
+    `num_atoms` atoms on `[v_min, v_max]`, learned by rlax's projected cross-entropy."""
+
+    distribution: str = "categorical"
+    num_atoms: int = 101
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class QRDQNConfig(DQNConfig):
+    """QR-DQN (Dabney et al., 2018): DQN with `num_atoms` quantiles per action, learned by
+    rlax's quantile Huber loss (`huber_delta`, kappa in the paper)."""
+
+    distribution: str = "quantile"
+    num_atoms: int = 51
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RainbowConfig(DQNConfig):
+    """Rainbow (Hessel et al., 2018): double Q-learning, a dueling head, 3-step returns,
+    prioritised replay (alpha 0.5, priorities the distributional loss), a categorical
+    distribution and noisy nets, each switchable (`--no-double-q`, `--no-dueling`,
+    `--n-step 1`, `--no-prioritized`, `--distribution none`, `--no-noisy`)."""
+
+    double_q: bool = True
+    dueling: bool = True
+    n_step: int = 3
+    prioritized: bool = True
+    priority_alpha: float = 0.5
+    distribution: str = "categorical"
+    num_atoms: int = 51
+    noisy: bool = True
 
 
 @struct.dataclass
@@ -152,8 +244,116 @@ def dqn_loss(
     return jnp.mean(losses), td
 
 
+def categorical_loss(
+    logits_tm1: jax.Array,
+    a_tm1: jax.Array,
+    r_t: jax.Array,
+    discount_t: jax.Array,
+    logits_t: jax.Array,
+    atoms: jax.Array,
+    q_t_selector: jax.Array | None = None,
+) -> jax.Array:
+    """C51's loss per transition `[B]`: the cross-entropy between the taken action's
+    distribution and the target's (the greedy next action's distribution, shifted by
+    `r_t + discount_t * z` and projected back onto the atoms; rlax's
+    `categorical_q_learning`, or `categorical_double_q_learning` with a selector).
+
+    Args:
+      logits_tm1: logits at the observed states `[B, A, K]`.
+      a_tm1: actions taken `[B]`.
+      r_t, discount_t: (n-step) returns and bootstrap discounts `[B]`.
+      logits_t: target-network logits at the bootstrap states `[B, A, K]`.
+      atoms: the support `[K]`.
+      q_t_selector: online Q-values at the bootstrap states `[B, A]` to pick the next
+        action with (double Q-learning); None picks by the target's own Q-values.
+    """
+    chex.assert_rank([logits_tm1, a_tm1, r_t, discount_t, logits_t], [3, 1, 1, 1, 3])
+    if q_t_selector is None:
+        return jax.vmap(rlax.categorical_q_learning, in_axes=(None, 0, 0, 0, 0, None, 0))(
+            atoms, logits_tm1, a_tm1, r_t, discount_t, atoms, logits_t
+        )
+    return jax.vmap(rlax.categorical_double_q_learning, in_axes=(None, 0, 0, 0, 0, None, 0, 0))(
+        atoms, logits_tm1, a_tm1, r_t, discount_t, atoms, logits_t, q_t_selector
+    )
+
+
+def quantile_midpoints(num_quantiles: int) -> jax.Array:
+    """The quantile fractions QR-DQN's outputs estimate: `(2i + 1) / 2N`, `[N]`."""
+    return (jnp.arange(num_quantiles, dtype=jnp.float32) + 0.5) / num_quantiles
+
+
+def quantile_loss(
+    quantiles_tm1: jax.Array,
+    a_tm1: jax.Array,
+    r_t: jax.Array,
+    discount_t: jax.Array,
+    quantiles_t: jax.Array,
+    q_t_selector: jax.Array | None = None,
+    huber_delta: float = 1.0,
+) -> jax.Array:
+    """QR-DQN's loss per transition `[B]`: the quantile Huber loss of the taken action's
+    quantiles against `r_t + discount_t * theta'` of the greedy next action (rlax's
+    `quantile_q_learning`).
+
+    Args:
+      quantiles_tm1: quantiles at the observed states `[B, A, N]`.
+      a_tm1, r_t, discount_t: as in `categorical_loss`.
+      quantiles_t: target-network quantiles at the bootstrap states `[B, A, N]`.
+      q_t_selector: online Q-values `[B, A]` for double Q-learning; None picks the next
+        action by the target's own mean quantile.
+      huber_delta: the Huber threshold kappa (0: the plain quantile loss).
+    """
+    chex.assert_rank([quantiles_tm1, a_tm1, r_t, discount_t, quantiles_t], [3, 1, 1, 1, 3])
+    taus = quantile_midpoints(quantiles_tm1.shape[-1])
+    if q_t_selector is None:
+        selector = quantiles_t
+    else:  # rlax picks by the mean of the selector's quantiles: repeat the Q-values.
+        selector = jnp.broadcast_to(q_t_selector[..., None], quantiles_t.shape)
+    # rlax wants quantiles first: [N, A].
+    return jax.vmap(
+        lambda q_tm1, a, r, d, sel, q_t: rlax.quantile_q_learning(
+            q_tm1.T, taus, a, r, d, sel.T, q_t.T, huber_param=huber_delta
+        )
+    )(quantiles_tm1, a_tm1, r_t, discount_t, selector, quantiles_t)
+
+
+def n_step_targets(
+    reward: jax.Array, terminated: jax.Array, truncated: jax.Array, gamma: float
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """n-step returns of windows `[B, n]` of consecutive steps of one env, each ending at the
+    window's first episode end.
+
+    For a window whose first episode end (terminated or truncated) is at step `d` (or
+    `d = n - 1` if none), the return is `sum_{k<=d} gamma^k r_k`, bootstrapped with
+    `gamma^(d+1) * (1 - terminated_d)` times the value of step `d`'s next observation (a
+    truncated step's next observation is its episode's final one, so it bootstraps exactly;
+    a terminated step does not bootstrap). Steps after `d` belong to the next episode and
+    are ignored.
+
+    Returns:
+      `(returns[B], bootstrap_discounts[B], d[B])`.
+    """
+    chex.assert_rank([reward, terminated, truncated], 2)
+    n = reward.shape[1]
+    done = (terminated | truncated).astype(jnp.int32)
+    live = (jnp.cumsum(done, axis=1) - done) == 0  # At or before the first episode end.
+    last = jnp.where(jnp.any(done > 0, axis=1), jnp.argmax(done, axis=1), n - 1)
+    powers = gamma ** jnp.arange(n, dtype=jnp.float32)
+    returns = jnp.sum(jnp.where(live, powers * reward.astype(jnp.float32), 0.0), axis=1)
+    ended = jnp.take_along_axis(terminated, last[:, None], axis=1)[:, 0]
+    discounts = gamma ** (last + 1).astype(jnp.float32) * (1.0 - ended.astype(jnp.float32))
+    return returns, discounts, last
+
+
+def _windows(items: Any) -> Any:
+    """A batch of single transitions `[B]` as windows of one step `[B, 1]`."""
+    if items.reward.ndim == 1:
+        return jax.tree.map(lambda x: x[:, None], items)
+    return items
+
+
 def make(config: DQNConfig, axis_name: str | None = None, num_updates: int | None = None) -> Agent:
-    """Builds a DQN agent.
+    """Builds a value-based agent (DQN or any variant its config names).
 
     Args:
       config: the hyperparameters.
@@ -164,51 +364,105 @@ def make(config: DQNConfig, axis_name: str | None = None, num_updates: int | Non
         config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps
     )
     tx = config.make_optimizer(config.learning_rate, num_updates)
+    distribution = config.distribution
+    atoms = jnp.linspace(config.v_min, config.v_max, config.num_atoms, dtype=jnp.float32)
+
+    def q_values(out: jax.Array) -> jax.Array:
+        """The network's output as Q-values `[..., A]`."""
+        if distribution == "categorical":
+            return jnp.sum(jax.nn.softmax(out, axis=-1) * atoms, axis=-1)
+        if distribution == "quantile":
+            return jnp.mean(out, axis=-1)
+        return out
+
+    def forward(state: DQNState, params: Any, obs: Any, key: jax.Array | None) -> jax.Array:
+        rngs = {NOISE: key} if config.noisy and key is not None else None
+        return state.network.apply(params, obs, rngs=rngs)
 
     def init(key: jax.Array, spec: EnvSpec) -> DQNState:
         num_actions = require_discrete(spec.action_space, "DQN")
         shape = spec.observation_space.shape
         if shape is None:
             raise ValueError(f"DQN needs array observations; got {spec.observation_space}.")
-        network = QNetwork(config.make_torso(shape), num_actions, config.dueling)
+        network = QNetwork(
+            config.make_torso(shape),
+            num_actions,
+            config.dueling,
+            num_atoms=0 if distribution == "none" else config.num_atoms,
+            noisy=config.noisy,
+            noisy_sigma=config.noisy_sigma,
+        )
         params = network.init(key, jnp.zeros((1,) + tuple(shape), spec.observation_space.dtype))
         return DQNState(params, params, tx.init(params), jnp.zeros((), jnp.int32), network)
 
     def act(
         state: DQNState, obs: jax.Array, key: jax.Array, deterministic: bool = False
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        q = state.network.apply(state.params, obs)
-        if deterministic:
+        if deterministic:  # Greedy, and noisy layers at their means.
+            q = q_values(forward(state, state.params, obs, None))
             return jnp.argmax(q, axis=-1).astype(jnp.int32), {}
+        noise_key = None
+        if config.noisy:
+            key, noise_key = jax.random.split(key)
+        q = q_values(forward(state, state.params, obs, noise_key))
         explore = distrax.EpsilonGreedy(q, epsilon(config.env_steps(state.steps)))
         action = explore.sample(seed=key)
         return action.astype(jnp.int32), {}
 
     def learn(state: DQNState, sample: Sample, key: jax.Array) -> tuple[DQNState, Metrics]:
-        del key  # DQN's update is deterministic given the batch.
-        batch, apply = sample.items, state.network.apply
-        discount_t = config.gamma * (1.0 - batch.terminated.astype(jnp.float32))
-        q_t_target = apply(state.target_params, batch.next_obs)
+        batch = _windows(sample.items)
+        returns, discounts, last = n_step_targets(
+            batch.reward, batch.terminated, batch.truncated, config.gamma
+        )
+        obs = jax.tree.map(lambda x: x[:, 0], batch.obs)
+        action = batch.action[:, 0]
+        next_obs = jax.tree.map(
+            lambda x: jnp.take_along_axis(x, last.reshape((-1, 1) + (1,) * (x.ndim - 2)), axis=1)[
+                :, 0
+            ],
+            batch.next_obs,
+        )
+        online_key, target_key, select_key = jax.random.split(key, 3)
+        out_t = forward(state, state.target_params, next_obs, target_key)
 
         def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-            q_tm1 = apply(params, batch.obs)
-            selector = (
-                jax.lax.stop_gradient(apply(params, batch.next_obs)) if config.double_q else None
-            )
-            loss, td = dqn_loss(
-                q_tm1,
-                batch.action,
-                batch.reward.astype(jnp.float32),
-                discount_t,
-                q_t_target,
-                selector,
-                sample.weights,
-                loss=config.loss,
-                huber_delta=config.huber_delta,
-            )
-            return loss, (td, q_tm1)
+            out_tm1 = forward(state, params, obs, online_key)
+            selector = None
+            if config.double_q:
+                selector = jax.lax.stop_gradient(
+                    q_values(forward(state, params, next_obs, select_key))
+                )
+            if distribution == "categorical":
+                losses = categorical_loss(
+                    out_tm1, action, returns, discounts, out_t, atoms, selector
+                )
+                priority = losses
+            elif distribution == "quantile":
+                losses = quantile_loss(
+                    out_tm1, action, returns, discounts, out_t, selector, config.huber_delta
+                )
+                priority = losses
+            else:
+                _, td = dqn_loss(
+                    out_tm1,
+                    action,
+                    returns,
+                    discounts,
+                    out_t,
+                    selector,
+                    loss=config.loss,
+                    huber_delta=config.huber_delta,
+                )
+                losses = (
+                    rlax.huber_loss(td, config.huber_delta)
+                    if config.loss == "huber"
+                    else rlax.l2_loss(td)
+                )
+                priority = td
+            loss = jnp.mean(sample.weights * losses)
+            return loss, (priority, q_values(out_tm1))
 
-        (loss, (td, q_tm1)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, (priority, q_tm1)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         grads = maybe_pmean(grads, axis_name)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -221,7 +475,7 @@ def make(config: DQNConfig, axis_name: str | None = None, num_updates: int | Non
         )
         metrics = {
             "loss": loss,
-            "td_abs": jnp.mean(jnp.abs(td)),
+            "td_abs": jnp.mean(jnp.abs(priority)),
             "q_mean": jnp.mean(q_tm1),
             "grad_norm": optax.tree_utils.tree_norm(grads),
             "epsilon": epsilon(config.env_steps(state.steps)),
@@ -230,16 +484,16 @@ def make(config: DQNConfig, axis_name: str | None = None, num_updates: int | Non
             params=params, target_params=target_params, opt_state=opt_state, steps=steps
         )
         # Priorities stay per device: each device writes its own replay shard.
-        return new_state, {**maybe_pmean(metrics, axis_name), PRIORITIES: jnp.abs(td)}
+        return new_state, {**maybe_pmean(metrics, axis_name), PRIORITIES: jnp.abs(priority)}
 
     return Agent(init=init, act=feed_forward(act), learn=learn)
 
 
 def recipe(config: DQNConfig, context: Context) -> Recipe:
-    """DQN's data path (uniform or prioritised replay, one shard per device) and schedule
-    (one gradient step every `train_frequency` vector steps)."""
+    """The data path (uniform or prioritised replay of windows of `n_step` steps, one shard
+    per device) and schedule (one gradient step every `train_frequency` vector steps)."""
     num_envs = per_device(config.num_envs, "--num-envs", context.num_devices)
-    data = config.replay(context.num_devices, context.num_updates)
+    data = config.replay(context.num_devices, context.num_updates, sequence_length=config.n_step)
     agent = make(config, axis_name=DEVICE_AXIS, num_updates=context.num_updates)
     schedule = Schedule(rollout_length=config.train_frequency)
     return Recipe(agent, data, schedule, config.num_envs if context.host else num_envs)

@@ -10,6 +10,7 @@ from purerl.networks.heads import (
     TwinQ,
     ValueHead,
 )
+from purerl.networks.noisy import NoisyDense
 from purerl.networks.torsos import (
     MLP,
     TORSOS,
@@ -28,6 +29,7 @@ __all__ = [
     "activation_fn",
     "is_recurrent",
     "make_torso",
+    "NoisyDense",
     "QHead",
     "QNetwork",
     "CategoricalHead",

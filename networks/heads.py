@@ -10,34 +10,64 @@ import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from purerl.networks.noisy import NoisyDense
 from purerl.networks.torsos import MLP, RecurrentCore
 
 
 class QHead(nn.Module):
-    """Q-values `[..., num_actions]`; with `dueling`, V + A - mean(A) (Wang et al., 2016)."""
+    """Q-values `[..., num_actions]`, or a value distribution per action
+    `[..., num_actions, num_atoms]` (categorical logits for C51, quantiles for QR-DQN).
+
+    Attributes:
+      num_actions: discrete actions.
+      dueling: `V + A - mean(A)` (Wang et al., 2016), per atom for a distribution.
+      num_atoms: 0 for plain Q-values; otherwise the size of each action's distribution.
+      noisy: noisy linear layers (Fortunato et al., 2018; `networks.noisy`) in place of dense
+        ones; they draw noise only when applied with a `"noise"` RNG.
+      noisy_sigma: the noisy layers' initial noise scale.
+    """
 
     num_actions: int
     dueling: bool = False
+    num_atoms: int = 0
+    noisy: bool = False
+    noisy_sigma: float = 0.5
 
     @nn.compact
     def __call__(self, features: jax.Array) -> jax.Array:
+        atoms = max(1, self.num_atoms)
+
+        def layer(size: int, name: str) -> jax.Array:
+            dense = NoisyDense(size, self.noisy_sigma, name=name) if self.noisy else None
+            out = dense(features) if dense else nn.Dense(size, name=name)(features)
+            if self.num_atoms:
+                return out.reshape(out.shape[:-1] + (size // atoms, atoms))
+            return out
+
         if not self.dueling:
-            return nn.Dense(self.num_actions, name="q")(features)
-        value = nn.Dense(1, name="value")(features)
-        advantage = nn.Dense(self.num_actions, name="advantage")(features)
-        return value + advantage - advantage.mean(axis=-1, keepdims=True)
+            return layer(self.num_actions * atoms, "q")
+        value = layer(atoms, "value")
+        advantage = layer(self.num_actions * atoms, "advantage")
+        if not self.num_atoms:
+            return value + advantage - advantage.mean(axis=-1, keepdims=True)
+        return value + advantage - advantage.mean(axis=-2, keepdims=True)
 
 
 class QNetwork(nn.Module):
-    """Torso + Q head: `obs[..., *obs_shape] -> q[..., num_actions]`."""
+    """Torso + Q head: `obs[..., *obs_shape] -> q[..., num_actions]` (or
+    `[..., num_actions, num_atoms]` for a distributional head; see `QHead`)."""
 
     torso: nn.Module
     num_actions: int
     dueling: bool = False
+    num_atoms: int = 0
+    noisy: bool = False
+    noisy_sigma: float = 0.5
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return QHead(self.num_actions, self.dueling)(self.torso(obs))
+        head = QHead(self.num_actions, self.dueling, self.num_atoms, self.noisy, self.noisy_sigma)
+        return head(self.torso(obs))
 
 
 class CategoricalHead(nn.Module):

@@ -53,19 +53,22 @@ class ReplayOptions:
                 f"({self.buffer_size}): the buffer could never hold enough to start learning."
             )
 
-    def replay(self, num_devices: int, gradient_steps: int) -> DataPath:
+    def replay(
+        self, num_devices: int, gradient_steps: int, sequence_length: int | None = None
+    ) -> DataPath:
         """This device's data path: its share of the capacity and of each batch.
 
         Args:
           num_devices: devices the learner is data-parallel over.
           gradient_steps: gradient steps in the run (prioritised replay anneals beta to 1
             over them).
+          sequence_length: None to sample single transitions, `L` for windows of `L` steps.
         """
         batch_size = per_device(self.batch_size, "--batch-size", num_devices)
         capacity = per_device(self.buffer_size, "--buffer-size", num_devices)
         min_size = max(batch_size, self.learning_starts // num_devices)
         if not self.prioritized:
-            return uniform_replay(capacity, batch_size, min_size)
+            return uniform_replay(capacity, batch_size, min_size, sequence_length=sequence_length)
         return prioritized_replay(
             capacity,
             batch_size,
@@ -74,4 +77,5 @@ class ReplayOptions:
             beta_start=self.priority_beta_start,
             beta_steps=max(1, gradient_steps),
             eps=self.priority_eps,
+            sequence_length=sequence_length,
         )

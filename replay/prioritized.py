@@ -27,6 +27,7 @@ from purerl.replay.storage import (
     capacity_of,
     ready_to_sample,
     store_gather,
+    store_gather_sequence,
     store_init,
     store_write,
     unready,
@@ -110,6 +111,7 @@ def prioritized_replay(
     beta_steps: int = 100_000,
     eps: float = 1e-6,
     final_capacity: int | None = None,
+    sequence_length: int | None = None,
 ) -> DataPath:
     """Prioritised replay as a data path (each observation stored once, `replay.storage`).
 
@@ -145,9 +147,10 @@ def prioritized_replay(
             f"eps >= 0; got alpha={alpha}, beta_start={beta_start}, beta_steps={beta_steps}, "
             f"eps={eps}."
         )
+    gather = store_gather if sequence_length is None else store_gather_sequence
 
     def init(example: Any) -> PrioritizedState:
-        storage = store_init(example, capacity, min_size, final_capacity)
+        storage = store_init(example, capacity, min_size, final_capacity, sequence_length or 1)
         tree = tree_init(capacity_of(storage))
 
         def zero() -> jax.Array:  # A buffer of its own each (donated states must not alias).
@@ -158,12 +161,13 @@ def prioritized_replay(
     def add(state: PrioritizedState, trajectory: Any) -> PrioritizedState:
         storage, num = store_write(state.storage, trajectory, state.index)
         slots, lag = capacity_of(storage), unready(storage)
-        # The new items get the largest priority, but the newest `lag` of them 0 until their
-        # next observation arrives; the previous add's newest become sampleable now.
-        new = (state.index - lag + jnp.arange(num + lag)) % slots
-        top = jnp.full((num + lag,), state.max_priority**alpha, jnp.float32)
-        top = top.at[:lag].multiply((state.size > 0).astype(jnp.float32))
-        top = top.at[num:].set(0.0)
+        # The new items get the largest priority, but the newest `lag` slots 0 until their
+        # next observation (or the rest of their window) arrives; the `num` slots before
+        # those become sampleable now, where they hold data.
+        position = jnp.arange(num + lag)
+        new = (state.index - lag + position) % slots
+        written = position >= lag - state.size
+        top = jnp.where(written & (position < num), state.max_priority**alpha, 0.0)
         return state.replace(
             storage=storage,
             tree=tree_set(state.tree, new, top),
@@ -182,7 +186,7 @@ def prioritized_replay(
         ready = (state.size - unready(state.storage)).astype(jnp.float32)
         weights = (ready * prob) ** (-beta)
         weights = weights / jnp.max(weights)
-        items, valid = store_gather(state.storage, idx)
+        items, valid = gather(state.storage, idx)
         return Sample(items, idx, jnp.where(valid, weights, 0.0).astype(jnp.float32))
 
     def update(state: PrioritizedState, batch: Sample, metrics: dict[str, jax.Array]) -> Any:

@@ -11,6 +11,12 @@ not the next observation is anything more kept:
 - the newest row has no successor yet, so it is not sampled until the next rollout is added
   (`unready`: the data paths sample the other slots).
 
+Sequence replay reads windows of `L` consecutive steps of one env (`store_gather_sequence`):
+slots `i, i + B, ..., i + (L - 1) B`, each with its next observation as above, for n-step
+targets and recurrent learners. A window may cross an episode end (its `terminated` and
+`truncated` flags say where); the newest `L` rows are then unready, so every window's steps
+and successors have arrived.
+
 A terminated step's next observation is never used (its discount is 0), so the slot after
 it (the next episode's first observation) stands in. A truncated step whose final
 observation was pushed out of the ring table (more truncations in the buffer than
@@ -39,6 +45,7 @@ class CompactTransitions:
     final_owner: jax.Array  # [final_capacity] int32, the slot each final obs belongs to.
     final_index: jax.Array  # [] int32, the table's next entry to write.
     row: int = struct.field(pytree_node=False)  # B, the envs of one time step.
+    length: int = struct.field(pytree_node=False, default=1)  # L, steps per sampled window.
 
 
 def ready_to_sample(storage: Any, size: jax.Array, min_size: int) -> jax.Array:
@@ -49,9 +56,10 @@ def ready_to_sample(storage: Any, size: jax.Array, min_size: int) -> jax.Array:
 
 
 def unready(storage: Any) -> int:
-    """How many of the newest slots cannot be sampled yet (their next observation arrives
-    with the next rollout): a row of envs for transitions, none for other items."""
-    return storage.row if isinstance(storage, CompactTransitions) else 0
+    """How many of the newest slots cannot be sampled yet (their next observation, or the
+    rest of their window, arrives with the next rollouts): `L` rows of envs for transitions
+    read in windows of `L`, none for other items."""
+    return storage.row * storage.length if isinstance(storage, CompactTransitions) else 0
 
 
 def capacity_of(storage: Any) -> int:
@@ -61,10 +69,19 @@ def capacity_of(storage: Any) -> int:
 
 
 def store_init(
-    example: Any, capacity: int, min_size: int, final_capacity: int | None = None
+    example: Any,
+    capacity: int,
+    min_size: int,
+    final_capacity: int | None = None,
+    sequence_length: int = 1,
 ) -> Any:
     """Storage for rollouts shaped like `example[T, B, ...]`. The capacity is rounded down to
-    a whole number of rollouts, so every add is one in-place slice per leaf and never wraps."""
+    a whole number of rollouts, so every add is one in-place slice per leaf and never wraps.
+    `sequence_length` is the window `L` that `store_gather_sequence` will read (transitions
+    only)."""
+    length = int(sequence_length)
+    if length < 1:
+        raise ValueError(f"A replay window must hold at least one step; got {length}.")
     leaves = jax.tree.leaves(example)
     num = int(leaves[0].shape[0] * leaves[0].shape[1])
     rounded = capacity // num * num
@@ -78,14 +95,19 @@ def store_init(
         return jnp.zeros((size,) + jnp.shape(x)[2:], jnp.asarray(x).dtype)
 
     if not isinstance(example, Transition):
+        if length != 1:
+            raise ValueError(
+                "Windows of steps (sequence replay) need `Transition` items, whose time "
+                f"order the buffer knows; got {type(example).__name__}."
+            )
         return jax.tree.map(lambda x: zeros(x, rounded), example)
     table = max(1, rounded // 16 if final_capacity is None else int(final_capacity))
     num_envs = int(leaves[0].shape[1])
-    if rounded < num + num_envs:
+    if rounded < num + num_envs * length:
         raise ValueError(
             f"A replay capacity of {capacity} has no room for a rollout of {num} transitions "
-            f"beside the newest {num_envs}, which wait for their next observations; raise "
-            "the buffer size."
+            f"beside the newest {num_envs * length}, which wait for their next observations "
+            "(or the rest of their window); raise the buffer size."
         )
     return CompactTransitions(
         steps=jax.tree.map(lambda x: zeros(x, rounded), example._replace(next_obs=())),
@@ -94,6 +116,7 @@ def store_init(
         final_owner=jnp.full((table,), -1, jnp.int32),
         final_index=jnp.zeros((), jnp.int32),
         row=num_envs,
+        length=length,
     )
 
 
@@ -150,6 +173,7 @@ def store_write(storage: Any, trajectory: Any, index: jax.Array) -> tuple[Any, i
             final_owner=final_owner,
             final_index=(storage.final_index + count) % table,
             row=storage.row,
+            length=storage.length,
         ),
         num,
     )
@@ -177,6 +201,26 @@ def store_gather(storage: Any, idx: jax.Array) -> tuple[Any, jax.Array]:
 
     items = steps._replace(next_obs=jax.tree.map(next_obs, storage.steps.obs, storage.final_obs))
     return items, (ptr < 0) | final
+
+
+def store_gather_sequence(storage: Any, idx: jax.Array) -> tuple[Any, jax.Array]:
+    """Windows of `L` (the storage's `sequence_length`) consecutive steps of one env, starting
+    at slots `idx[N]` (none of the `unready` newest): `Transition`s with leaves `[N, L, ...]`,
+    and whether each window is valid `[N]`.
+
+    A window is invalid only where a step it uses (one at or before its first episode end)
+    is a truncation whose final observation was evicted; steps after an episode end belong
+    to the next episode and are the learner's to mask (by `terminated | truncated`).
+    """
+    if not isinstance(storage, CompactTransitions):
+        raise ValueError("Windows of steps (sequence replay) need storage made for Transitions.")
+    length, capacity = storage.length, capacity_of(storage)
+    slots = (idx[:, None] + storage.row * jnp.arange(length, dtype=idx.dtype)) % capacity
+    items, valid = store_gather(storage, slots.reshape(-1))
+    items = jax.tree.map(lambda x: x.reshape(slots.shape + x.shape[1:]), items)
+    done = (items.terminated | items.truncated).astype(jnp.int32)
+    after_end = (jnp.cumsum(done, axis=1) - done) > 0
+    return items, jnp.all(valid.reshape(slots.shape) | after_end, axis=1)
 
 
 def bytes_per_slot(storage: Any) -> float:

@@ -13,6 +13,7 @@ from purerl.replay.storage import (
     capacity_of,
     ready_to_sample,
     store_gather,
+    store_gather_sequence,
     store_init,
     store_write,
     unready,
@@ -146,6 +147,7 @@ def uniform_replay(
     batch_size: int,
     min_size: int | None = None,
     final_capacity: int | None = None,
+    sequence_length: int | None = None,
 ) -> DataPath:
     """Uniform experience replay as a data path: every rollout's `[T, B]` transitions go into
     a ring buffer, each observation stored once (`replay.storage`); each gradient step
@@ -160,9 +162,10 @@ def uniform_replay(
     make_uniform(capacity, batch_size, min_size)  # Validates the sizes.
     batch_size = int(batch_size)
     min_size = batch_size if min_size is None else int(min_size)
+    gather = store_gather if sequence_length is None else store_gather_sequence
 
     def init(example: Any) -> BufferState:
-        storage = store_init(example, int(capacity), min_size, final_capacity)
+        storage = store_init(example, int(capacity), min_size, final_capacity, sequence_length or 1)
         return BufferState(storage, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
     def add(state: BufferState, trajectory: Any) -> BufferState:
@@ -178,7 +181,7 @@ def uniform_replay(
         ready = jnp.maximum(state.size - lag, 1)
         oldest = (state.index - state.size) % capacity
         idx = (oldest + jax.random.randint(key, (batch_size,), 0, ready)) % capacity
-        items, valid = store_gather(state.storage, idx)
+        items, valid = gather(state.storage, idx)
         return Sample(items, idx, valid.astype(jnp.float32))
 
     return DataPath(

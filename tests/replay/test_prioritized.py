@@ -144,3 +144,21 @@ def test_bad_sizes_are_clear_errors():
         prioritized_replay(10, 2, alpha=-1)
     with pytest.raises(ValueError, match="holds 0 rollouts of 16 transitions"):
         uniform_replay(10, 2).init({"x": jnp.zeros((2, 8))})
+
+
+def test_windows_longer_than_an_add_become_sampleable_only_when_complete():
+    from tests.helpers import transitions
+
+    # Adds of one step of 2 envs, windows of 3 steps: the newest 6 slots wait, more than
+    # one add holds, so a slot gets priority only once 3 rows were added after it.
+    replay = prioritized_replay(32, 2, 2, sequence_length=3)
+    example = transitions(jax.random.PRNGKey(0), (1, 2))
+    state = replay.init(example)
+    add = jax.jit(replay.add)
+    for k in range(1, 9):
+        state = add(state, transitions(jax.random.PRNGKey(k), (1, 2)))
+        ready = np.asarray(state.tree[-1][:32] > 0)
+        np.testing.assert_array_equal(ready, np.arange(32) < max(0, 2 * k - 6), err_msg=f"{k}")
+    sample = replay.sample(state, jax.random.PRNGKey(9))
+    chex.assert_shape(sample.items.reward, (2, 3))
+    assert bool(jnp.all(sample.indices < 10))
