@@ -49,6 +49,12 @@ class DQNConfig(ReplayOptions, NetworkOptions, OptimizerOptions):
     """DQN hyperparameters (with the replay, network and optimizer settings of
     `ReplayOptions`, `NetworkOptions` and `OptimizerOptions`).
 
+    Two defaults differ from those options' own: layer normalisation in the torso
+    (`layer_norm=True`) and a learning rate decaying linearly to 0 (`lr_schedule="linear"`).
+    Without them about one seed in three on CartPole collapsed after reaching 500 (with a
+    constant rate 6 of 10 seeds ended >= 475; with the decay alone 15 of 20; with both 19
+    of 20).
+
     Attributes:
       learning_rate: the optimizer's step size.
       gamma: discount factor.
@@ -82,6 +88,8 @@ class DQNConfig(ReplayOptions, NetworkOptions, OptimizerOptions):
       noisy_sigma: the noisy layers' initial noise scale.
     """
 
+    layer_norm: bool = True
+    lr_schedule: str = "linear"
     learning_rate: float = 2.5e-4
     gamma: float = 0.99
     double_q: bool = False

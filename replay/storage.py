@@ -75,8 +75,9 @@ def store_init(
     final_capacity: int | None = None,
     sequence_length: int = 1,
 ) -> Any:
-    """Storage for rollouts shaped like `example[T, B, ...]`. The capacity is rounded down to
-    a whole number of rollouts, so every add is one in-place slice per leaf and never wraps.
+    """Storage for rollouts shaped like `example[T, B, ...]`. The capacity is rounded up to a
+    whole number of rollouts, so every add is one in-place slice per leaf and never wraps
+    (and a buffer holds at least what was asked for).
     `sequence_length` is the window `L` that `store_gather_sequence` will read (transitions
     only)."""
     length = int(sequence_length)
@@ -84,10 +85,10 @@ def store_init(
         raise ValueError(f"A replay window must hold at least one step; got {length}.")
     leaves = jax.tree.leaves(example)
     num = int(leaves[0].shape[0] * leaves[0].shape[1])
-    rounded = capacity // num * num
+    rounded = -(-int(capacity) // num) * num
     if rounded < max(min_size, 1):
         raise ValueError(
-            f"A replay capacity of {capacity} holds {capacity // num} rollouts of {num} "
+            f"A replay capacity of {capacity} holds {rounded // num} rollouts of {num} "
             f"transitions, fewer than the {min_size} needed to sample; raise the buffer size."
         )
 

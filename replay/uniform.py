@@ -152,7 +152,7 @@ def uniform_replay(
     """Uniform experience replay as a data path: every rollout's `[T, B]` transitions go into
     a ring buffer, each observation stored once (`replay.storage`); each gradient step
     samples `batch_size` of them uniformly, as a `Sample` with unit weights. The capacity is
-    rounded down to a whole number of rollouts.
+    rounded up to a whole number of rollouts.
 
     Args:
       capacity, batch_size, min_size: as `make_uniform`.

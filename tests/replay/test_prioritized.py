@@ -142,8 +142,17 @@ def test_bad_sizes_are_clear_errors():
         prioritized_replay(10, 20)
     with pytest.raises(ValueError, match="alpha >= 0"):
         prioritized_replay(10, 2, alpha=-1)
-    with pytest.raises(ValueError, match="holds 0 rollouts of 16 transitions"):
-        uniform_replay(10, 2).init({"x": jnp.zeros((2, 8))})
+    from tests.helpers import transitions
+
+    # A rollout of 16 newest transitions leaves no room to sample beside them.
+    with pytest.raises(ValueError, match="has no room for a rollout of 16 transitions"):
+        uniform_replay(10, 2).init(transitions(jax.random.PRNGKey(0), (2, 8)))
+
+
+def test_capacity_rounds_up_to_whole_rollouts():
+    # 10,000 slots asked for, rollouts of 32, learning from 10,000 on: 313 rollouts.
+    state = uniform_replay(10_000, 32, 10_000).init({"x": jnp.zeros((2, 16))})
+    assert state.storage["x"].shape == (10_016,)
 
 
 def test_windows_longer_than_an_add_become_sampleable_only_when_complete():
