@@ -49,11 +49,14 @@ class DQNConfig(ReplayOptions, NetworkOptions, OptimizerOptions):
     """DQN hyperparameters (with the replay, network and optimizer settings of
     `ReplayOptions`, `NetworkOptions` and `OptimizerOptions`).
 
-    Two defaults differ from those options' own: layer normalisation in the torso
-    (`layer_norm=True`) and a learning rate decaying linearly to 0 (`lr_schedule="linear"`).
-    Without them about one seed in three on CartPole collapsed after reaching 500 (with a
-    constant rate 6 of 10 seeds ended >= 475; with the decay alone 15 of 20; with both 19
-    of 20).
+    The defaults keep DQN from collapsing after it solves CartPole: layer normalisation in
+    the torso (`layer_norm=True`, where `NetworkOptions` has none), a learning rate decaying
+    linearly to 0 (`lr_schedule="linear"`), a Polyak-averaged target network (`tau=0.05`
+    every update) and a final exploration rate of 0.01. Seeds ending >= 475 after 5e5 steps
+    on CartPole-v1: with a constant rate, a target copied every 32 updates and epsilon
+    0.05, 6/10; the decay alone 15/20; the decay and layer norm 19/20; those and the Polyak
+    target 16/20 in runs of 10 vmapped seeds (40/40 in runs of 20); all four 20/20 in runs
+    of 10 (seeds 0-19).
 
     Attributes:
       learning_rate: the optimizer's step size.
@@ -97,10 +100,10 @@ class DQNConfig(ReplayOptions, NetworkOptions, OptimizerOptions):
     loss: str = "mse"
     huber_delta: float = 1.0
     max_grad_norm: float = 10.0
-    target_update_period: int = 32
-    tau: float = 1.0
+    target_update_period: int = 1
+    tau: float = 0.05
     epsilon_start: float = 1.0
-    epsilon_end: float = 0.05
+    epsilon_end: float = 0.01
     epsilon_decay_steps: int = 250_000
     num_envs: int = 16
     train_frequency: int = 1

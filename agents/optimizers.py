@@ -133,7 +133,8 @@ def make_schedule(
         return learning_rate
     if not total_steps or total_steps < 1:
         raise ValueError(
-            f"The learning-rate schedule {name!r} needs the run's number of gradient steps."
+            f"The learning-rate schedule {name!r} needs the run's number of gradient steps: "
+            "pass the agent's make() its num_updates, or use lr_schedule='constant'."
         )
     if name == "linear":
         return optax.linear_schedule(learning_rate, kwargs.get("end_value", 0.0), total_steps)

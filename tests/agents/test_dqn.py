@@ -37,7 +37,7 @@ def test_double_q_evaluates_the_online_choice_with_the_target():
 
 
 def test_act_shapes_under_jit_and_vmap():
-    agent = dqn.make(dqn.DQNConfig())
+    agent = dqn.make(dqn.DQNConfig(), num_updates=1000)
     state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
     obs = jax.random.normal(jax.random.PRNGKey(1), (7, 4))
     action, carry, _ = jax.jit(agent.act)(state, (), obs, jax.random.PRNGKey(2))
@@ -61,7 +61,7 @@ def test_epsilon_decays_with_environment_steps():
         batch_size=8,
         buffer_size=100,
     )
-    agent = dqn.make(config)
+    agent = dqn.make(config, num_updates=1000)
     state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
     obs = jax.random.normal(jax.random.PRNGKey(1), (4000, 4))  # No ties between actions.
     greedy = agent.act(state, (), obs, jax.random.PRNGKey(0), deterministic=True)[0]
@@ -73,7 +73,7 @@ def test_epsilon_decays_with_environment_steps():
 
 
 def test_learn_changes_params_counts_and_updates_target_on_schedule():
-    agent = dqn.make(dqn.DQNConfig(target_update_period=2))
+    agent = dqn.make(dqn.DQNConfig(target_update_period=2, tau=1.0), num_updates=1000)
     state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
     batch = replay_sample(transitions(jax.random.PRNGKey(1), (32,)))
     learn = jax.jit(chex.assert_max_traces(agent.learn, n=1))
@@ -95,7 +95,9 @@ def test_double_q_changes_the_loss_when_networks_differ():
     batch = replay_sample(transitions(jax.random.PRNGKey(1), (64,)))
     losses = []
     for double in (False, True):
-        agent = dqn.make(dqn.DQNConfig(double_q=double, target_update_period=1000))
+        agent = dqn.make(
+            dqn.DQNConfig(double_q=double, target_update_period=1000), num_updates=1000
+        )
         state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
         # An online network unlike the target, so their greedy choices disagree.
         other = agent.init(jax.random.PRNGKey(7), CARTPOLE_SPEC)
@@ -105,7 +107,7 @@ def test_double_q_changes_the_loss_when_networks_differ():
 
 
 def test_dueling_head_q_is_value_plus_centred_advantage():
-    agent = dqn.make(dqn.DQNConfig(dueling=True))
+    agent = dqn.make(dqn.DQNConfig(dueling=True, layer_norm=False), num_updates=1000)
     state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
     params = state.params["params"]
     head = params["QHead_0"]
@@ -121,7 +123,7 @@ def test_dueling_head_q_is_value_plus_centred_advantage():
 
 def test_continuous_actions_are_refused():
     spec = EnvSpec(CARTPOLE_SPEC.observation_space, gymnasium.spaces.Box(-1, 1, (1,)))
-    agent = dqn.make(dqn.DQNConfig())
+    agent = dqn.make(dqn.DQNConfig(), num_updates=1000)
     with pytest.raises(ValueError, match="DQN needs a discrete action space"):
         agent.init(jax.random.PRNGKey(0), spec)
 
@@ -137,8 +139,8 @@ def test_bad_config_is_a_clear_error():
 
 def test_four_devices_learn_like_one_on_the_same_global_batch():
     config = dqn.DQNConfig(double_q=True)
-    single = dqn.make(config)
-    parallel = dqn.make(config, axis_name=AXIS)
+    single = dqn.make(config, num_updates=1000)
+    parallel = dqn.make(config, axis_name=AXIS, num_updates=1000)
     state = single.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
     batch = replay_sample(transitions(jax.random.PRNGKey(1), (64,)))
     key = jax.random.PRNGKey(2)

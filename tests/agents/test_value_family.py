@@ -165,7 +165,7 @@ def test_noisy_layer_resamples_per_key_and_is_deterministic_without_one():
 
 
 def test_rainbow_explores_by_noise_and_evaluates_deterministically():
-    agent = dqn.make(dqn.RainbowConfig(epsilon_start=0.0, epsilon_end=0.0))
+    agent = dqn.make(dqn.RainbowConfig(epsilon_start=0.0, epsilon_end=0.0), num_updates=1000)
     state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
     assert "sigma_kernel" in str(jax.tree_util.tree_structure(state.params))
     obs = jax.random.normal(jax.random.PRNGKey(1), (512, 4))
@@ -189,7 +189,7 @@ def test_rainbow_explores_by_noise_and_evaluates_deterministically():
     ids=["c51", "qrdqn", "rainbow", "dqn-n3"],
 )
 def test_each_variant_learns_from_windows_and_reports_priorities(config):
-    agent = dqn.make(config)
+    agent = dqn.make(config, num_updates=1000)
     state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
     windows = transitions(jax.random.PRNGKey(1), (32, config.n_step))
     new, metrics = jax.jit(agent.learn)(state, replay_sample(windows), jax.random.PRNGKey(2))

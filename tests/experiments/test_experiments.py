@@ -185,6 +185,28 @@ def test_dqn_learns_cartpole(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("agent", ["c51", "qrdqn", "rainbow"])
+def test_value_family_learns_cartpole(tmp_path, agent):
+    # Each named variant with its own defaults, on a shorter schedule than the benchmark's
+    # 5e5 steps (epsilon decays over 5e4): a random policy scores about 22.
+    from purerl.agents.registry import get
+    from purerl.experiments.trainer import train
+
+    entry = get(agent)
+    config = entry.config_class()(epsilon_decay_steps=50_000, learning_starts=5_000)
+    run = RunConfig(
+        total_timesteps=150_000,
+        num_logs=4,
+        run_dir=str(tmp_path / agent),
+        quiet=True,
+        num_devices=1,
+        plot=False,
+    )
+    summary = train(entry, run, config)
+    assert summary["final_return"][0] >= 200
+
+
+@pytest.mark.slow
 def test_ppo_learns_data_parallel_on_four_devices(tmp_path):
     run = RunConfig(total_timesteps=500_000, run_dir=str(tmp_path / "ppo4"), quiet=True)
     summary = ppo.run(run, PPOConfig())
