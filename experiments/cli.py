@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -149,7 +151,70 @@ def _from_yaml(cls: type, path: str) -> Any:
         if owner is None:
             known = sorted(n for names in fields.values() for n in names)
             raise ValueError(f"--config {path}: unknown option {key!r}; options are {known}.")
-        if isinstance(value, list):
-            value = tuple(value)
-        chosen[owner][name] = value
+        hint = typing.get_type_hints(type(parts[owner]))[name]
+        chosen[owner][name] = _coerce(value, hint, f"--config {path}: {key}")
     return cls(**{name: dataclasses.replace(parts[name], **chosen[name]) for name in parts})
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """`value` from a YAML file as the field's type `hint`, converted the way the command
+    line converts its strings (`1e-3` is a float, `64` a one-element tuple where a tuple is
+    wanted), or a ValueError naming the key, the file, the expected type and the value."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _coerce(value, option, where)
+            except ValueError as e:
+                errors.append(e)
+        raise errors[0]
+    if origin is tuple:
+        item = args[0] if args else Any
+        items = value if isinstance(value, list | tuple) else [value]
+        return tuple(_coerce(v, item, where) for v in items)
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise ValueError(f"{where} must be one of {list(args)}; got {value!r}.")
+
+    def wrong() -> ValueError:
+        return ValueError(f"{where} must be {_type_name(hint)}; got {value!r}.")
+
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+            return value.lower() in ("true", "yes")
+        raise wrong()
+    if hint is int:
+        if isinstance(value, bool):
+            raise wrong()
+        if isinstance(value, int):
+            return value
+        try:
+            number = float(str(value).replace("_", ""))
+        except ValueError:
+            raise wrong() from None
+        if not number.is_integer():
+            raise wrong()
+        return int(number)
+    if hint is float:
+        if isinstance(value, bool):
+            raise wrong()
+        try:
+            return float(str(value).replace("_", "")) if isinstance(value, str) else float(value)
+        except (TypeError, ValueError):
+            raise wrong() from None
+    if hint is str:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+        raise wrong()
+    return value

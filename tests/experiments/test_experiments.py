@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -264,6 +265,32 @@ def test_yaml_config_then_command_line_flags_override_it(tmp_path):
     path.write_text("num_envz: 3\n")
     with pytest.raises(ValueError, match="unknown option 'num_envz'"):
         parse(PPOExperiment, ["--config", str(path)])
+
+
+def test_yaml_values_are_typed_like_the_command_line(tmp_path):
+    from purerl.experiments.cli import experiment_class, parse
+
+    path = tmp_path / "c.yaml"
+    # PyYAML reads 1e-3 and 1e5 as strings; a bare 64 where a tuple is wanted.
+    path.write_text(
+        "learning_rate: 1e-3\nbuffer_size: 1e5\nhidden_sizes: 64\ndouble_q: 'yes'\n"
+        "num_devices: null\ntotal_timesteps: 20_000\n"
+    )
+    args = parse(experiment_class("dqn"), ["--config", str(path)])
+    assert args.agent.learning_rate == 1e-3 and isinstance(args.agent.learning_rate, float)
+    assert args.agent.buffer_size == 100_000 and isinstance(args.agent.buffer_size, int)
+    assert args.agent.hidden_sizes == (64,) and args.agent.double_q is True
+    assert args.run.num_devices is None and args.run.total_timesteps == 20_000
+    for text, message in [
+        ("num_envs: sixteen", "c.yaml: num_envs must be int; got 'sixteen'"),
+        ("learning_rate: fast", "c.yaml: learning_rate must be float; got 'fast'"),
+        ("batch_size: 1.5", "c.yaml: batch_size must be int; got 1.5"),
+        ("dueling: 3", "c.yaml: dueling must be bool; got 3"),
+        ("hidden_sizes: [64, wide]", "c.yaml: hidden_sizes must be int; got 'wide'"),
+    ]:
+        path.write_text(text + "\n")
+        with pytest.raises(ValueError, match=re.escape(message)):
+            parse(experiment_class("dqn"), ["--config", str(path)])
 
 
 def test_the_resolved_config_is_saved_with_the_run(tmp_path):
