@@ -56,7 +56,10 @@ class Checkpoints:
         ocp = self._ocp
         step = self.manager.latest_step()
         if step is None:
-            raise ValueError(f"No checkpoint to resume from in {self.directory}.")
+            raise ValueError(
+                f"No checkpoint to resume from in {self.directory}: the run stopped before "
+                "its first one. Start it again without --resume (same --run-dir)."
+            )
         try:
             restored = self.manager.restore(
                 step,

@@ -19,7 +19,7 @@ from purerl.agents.registry import Context, Entry, Recipe
 from purerl.core import Agent, per_device
 from purerl.envs.host import HostEnvError
 from purerl.experiments import anakin
-from purerl.experiments.checkpoint import Checkpoints
+from purerl.experiments.checkpoint import CHECKPOINT_DIR, Checkpoints
 from purerl.experiments.config import Plan, RunConfig, default_run_dir, plan
 from purerl.experiments.features import (
     CheckpointFeature,
@@ -36,7 +36,7 @@ from purerl.experiments.features import (
 )
 from purerl.experiments.loop import Loop
 from purerl.experiments.plot import CURVE_FILE, plot
-from purerl.experiments.policy import CONFIG_FILE, save_policy, write_config
+from purerl.experiments.policy import CONFIG_FILE, POLICY_FILE, save_policy, write_config
 from purerl.replay.base import DataPath, Schedule
 
 Build = Callable[[Context], Recipe]
@@ -152,14 +152,44 @@ def _train(
         loop.close()
 
 
+def _strict_json(value: Any) -> Any:
+    """`value` with NaN and infinities as None (`null`), which strict JSON parsers accept."""
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict_json(v) for v in value]
+    if isinstance(value, float | np.floating) and not np.isfinite(value):
+        return None
+    return value
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether `run_dir` holds something of a run to protect: a checkpoint, a saved policy or
+    a summary (a directory with only the config of a start that failed holds none)."""
+    checkpoints = run_dir / CHECKPOINT_DIR
+    return (
+        (run_dir / "summary.json").exists()
+        or (run_dir / POLICY_FILE).exists()
+        or (checkpoints.is_dir() and any(checkpoints.iterdir()))
+    )
+
+
 def _run_dir(name: str, run: RunConfig, config: Any) -> Path:
     if run.resume:
         return Path(run.resume)
     run_dir = Path(run.run_dir) if run.run_dir else default_run_dir(name, run.env)
-    if (run_dir / CONFIG_FILE).exists():
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--run-dir {run_dir} is a file, not a directory; choose another.")
+    if holds_run(run_dir):
         raise ValueError(
             f"{run_dir} already holds a run. Continue it with --resume {run_dir}, or "
             "choose another --run-dir."
+        )
+    if (run_dir / CONFIG_FILE).exists():  # A start that failed before training: not a run.
+        print(
+            f"note: {run_dir} holds the config of a run that never trained (no checkpoint, "
+            "policy or summary); starting afresh there.",
+            file=sys.stderr,
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, name, run, config)
@@ -290,7 +320,7 @@ def _run(
         "run_config": dataclasses.asdict(run),
         "agent_config": dataclasses.asdict(config) if config is not None else None,
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (run_dir / "summary.json").write_text(json.dumps(_strict_json(summary), indent=2))
     if run.plot:
         try:
             plot([run_dir], run_dir / CURVE_FILE)

@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -248,6 +249,37 @@ def test_a_run_directory_is_never_overwritten(tmp_path):
     with pytest.raises(ValueError, match="already holds a run.*--resume"):
         small_run(tmp_path, "taken", seed=7)
     assert (tmp_path / "taken" / "policy.msgpack").read_bytes() == before
+
+
+def test_a_start_that_failed_does_not_lock_its_run_directory(tmp_path, capsys):
+    from purerl.agents.sac import SACConfig
+    from purerl.experiments import sac
+
+    run = RunConfig(total_timesteps=2048, run_dir=str(tmp_path / "r"), quiet=True, num_devices=1)
+    with pytest.raises(ValueError, match="SAC needs a continuous"):
+        sac.run(run, SACConfig())  # CartPole's actions are discrete: fails at startup.
+    assert (tmp_path / "r" / "config.json").exists()
+    with pytest.raises(ValueError, match="No checkpoint to resume from.*without --resume"):
+        ppo.run(dataclasses.replace(run, resume=str(tmp_path / "r")), SMALL_PPO)
+    summary = ppo.run(dataclasses.replace(run, plot=False), SMALL_PPO)  # Same directory.
+    assert summary["agent"] == "ppo"
+    assert "never trained" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file, not a directory"):
+        ppo.run(dataclasses.replace(run, run_dir=str(tmp_path / "file")), SMALL_PPO)
+
+
+def test_summary_json_is_strict_json(tmp_path):
+    # MountainCar's episodes last 200 steps: in 16 steps per env none ends, so the run has
+    # no return: null, not NaN.
+    run = RunConfig(
+        env="MountainCar-v0", total_timesteps=128, num_logs=1, run_dir=str(tmp_path / "n")
+    )
+    summary = ppo.run(dataclasses.replace(run, plot=False, num_devices=1, quiet=True), SMALL_PPO)
+    assert np.isnan(summary["final_return_mean"])
+    text = (tmp_path / "n" / "summary.json").read_text()
+    assert "NaN" not in text and json.loads(text)["final_return_mean"] is None
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
 
 
 def test_yaml_config_then_command_line_flags_override_it(tmp_path):
