@@ -1,5 +1,6 @@
 import chex
 import distrax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -130,3 +131,17 @@ def test_twin_q_has_two_independent_critics():
     q = critic.apply(params, obs, action)
     chex.assert_shape(q, (2, 5))
     assert not np.allclose(q[0], q[1])
+
+
+@pytest.mark.parametrize("kernel, stride, size", [(3, 1, 10), (8, 4, 84), (4, 2, 20)])
+def test_patch_convolution_equals_flax_conv(kernel, stride, size):
+    from purerl.networks.torsos import PatchConv
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, size, size, 3))
+    conv = nn.Conv(5, (kernel, kernel), (stride, stride), "VALID")
+    params = conv.init(jax.random.PRNGKey(1), x)
+    params = jax.tree.map(lambda p: p + 0.1, params)  # A non-zero bias too.
+    patch = PatchConv(5, kernel, stride)
+    np.testing.assert_allclose(patch.apply(params, x), conv.apply(params, x), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="does not fit"):
+        PatchConv(5, 12, 1).init(jax.random.PRNGKey(0), jnp.zeros((1, 10, 10, 3)))
