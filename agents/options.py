@@ -71,8 +71,18 @@ class OptimizerOptions:
     max_grad_norm: float = 0.0
 
     def check_optimizer_options(self) -> None:
+        """Clear errors for a bad optimizer, schedule or learning rate (every field of the
+        config named `learning_rate` or `*_learning_rate` must be a positive number)."""
         check_optimizer(self.optimizer)
         check_schedule(self.lr_schedule)
+        for field in dataclasses.fields(self):
+            if field.name == "learning_rate" or field.name.endswith("_learning_rate"):
+                value = getattr(self, field.name)
+                if not isinstance(value, int | float) or not 0 < value < float("inf"):
+                    raise ValueError(
+                        f"{type(self).__name__}.{field.name} must be a positive number; "
+                        f"got {value}."
+                    )
 
     def make_optimizer(
         self, learning_rate: float, total_steps: int | None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -168,10 +169,18 @@ def resolve(name: str, **kwargs: Any) -> tuple[str, Any]:
     import gymnasium
 
     if name in gymnasium.registry:
+        warnings.warn(
+            f"{name!r} is not a JAX environment: running Gymnasium's {name} on the host "
+            f"loop. Name it gymnasium:{name} to say so (and silence this).",
+            stacklevel=2,
+        )
         return "host", _gymnasium_fn(name, kwargs)
     names = available()
-    close = difflib.get_close_matches(name, names + list(gymnasium.registry), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    # Each candidate once, as it must be written: Gymnasium ids with their prefix.
+    candidates = dict.fromkeys(names + [f"gymnasium:{n}" for n in gymnasium.registry])
+    by_id = {c.removeprefix("gymnasium:"): c for c in reversed(list(candidates))}
+    close = difflib.get_close_matches(name, list(by_id), n=3)
+    hint = f" Did you mean {', '.join(by_id[c] for c in close)}?" if close else ""
     raise ValueError(
         f"Unknown environment {name!r}.{hint} Available JAX environments: {', '.join(names)}; "
         "any Gymnasium id as gymnasium:ID (e.g. gymnasium:CartPole-v1, run on the host loop); "

@@ -232,7 +232,10 @@ class PeriodicEvaluation(Feature):
         every = self.run.eval_every
         if not every or interval.steps // every <= interval.previous // every:
             return
-        returns = self.evaluator()(self.agent_states(interval.runner), interval.steps)
+        # The last interval's evaluation uses the keys of the final one (`--eval-episodes`),
+        # so a run that has both reports one score for its final policy, not two.
+        step = None if interval.last else interval.steps
+        returns = self.evaluator()(self.agent_states(interval.runner), step)
         seed = self.run.seed
         self.rows.append(
             {"step": interval.steps, "eval_return": float(np.mean(returns))}

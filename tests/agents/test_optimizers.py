@@ -71,3 +71,16 @@ def test_optimizer_trains_a_tiny_problem():
         updates, state = tx.update(grad(params), state, params)
         params = optax.apply_updates(params, updates)
     np.testing.assert_allclose(params, 1.0, atol=1e-2)
+
+
+def test_learning_rates_must_be_positive():
+    from purerl.agents.dqn import DQNConfig
+    from purerl.agents.ppo import PPOConfig
+    from purerl.agents.sac import SACConfig
+
+    with pytest.raises(ValueError, match="DQNConfig.learning_rate must be a positive number"):
+        DQNConfig(learning_rate=-1)
+    with pytest.raises(ValueError, match="PPOConfig.learning_rate must be a positive"):
+        PPOConfig(learning_rate=0.0)
+    with pytest.raises(ValueError, match="SACConfig.actor_learning_rate must be a positive"):
+        SACConfig(actor_learning_rate=float("nan"))

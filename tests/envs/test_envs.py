@@ -48,6 +48,15 @@ def test_unknown_name_lists_what_is_available():
         envs.make("CartPol-v1")
     assert "Did you mean CartPole-v1" in str(e.value)
     assert "Breakout-MinAtar" in str(e.value) and "phys2d/CartPole-v1" in str(e.value)
+    hint = str(e.value).split("Did you mean ")[1].split("?")[0].split(", ")
+    assert len(hint) == len(set(hint))  # Each suggestion once,
+    assert "gymnasium:CartPole-v0" in hint  # written as it must be given.
+
+
+def test_a_bare_gymnasium_id_runs_on_the_host_loop_with_a_warning():
+    with pytest.warns(UserWarning, match="not a JAX environment.*gymnasium:CartPole-v0"):
+        loop, _ = envs.resolve("CartPole-v0")
+    assert loop == "host"
 
 
 def test_bad_module_path_is_a_clear_error():

@@ -359,6 +359,10 @@ def test_periodic_evaluation_is_logged_apart_from_training(tmp_path):
     assert all(np.isfinite(float(r["eval_return"])) for r in rows)
     assert summary["periodic_eval"][-1]["eval_return"] == float(rows[-1]["eval_return"])
     assert "eval_return" not in metrics(tmp_path / "eval")[0]  # Training rows stay apart.
+    # The final policy has one score: the last periodic evaluation is the final one.
+    assert summary["periodic_eval"][-1]["eval_return"] == pytest.approx(
+        summary["eval_return_mean"], rel=1e-6
+    )
 
 
 @pytest.mark.slow
