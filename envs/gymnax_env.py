@@ -106,5 +106,12 @@ def make_gymnax(name: str, **kwargs: Any) -> tuple[GymnaxEnv, EnvParams] | None:
 
     if name not in gymnax.registered_envs:
         return None
-    env, params = gymnax.make(name, **kwargs)
+    try:
+        env, params = gymnax.make(name, **kwargs)
+    except OSError as e:  # urllib's URLError is an OSError.
+        raise ValueError(
+            f"gymnax's {name} downloads its data when first made, and that failed "
+            f"({type(e).__name__}: {getattr(e, 'reason', e)}). Make it once on a machine "
+            "online (its data is then cached), or choose another environment."
+        ) from None
     return GymnaxEnv(env, name=name), params

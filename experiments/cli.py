@@ -31,7 +31,7 @@ def agent_script(name: str) -> tuple[Callable[..., dict[str, Any]], Callable[...
         return train(entry, run, config)
 
     def main(argv: list[str] | None = None) -> dict[str, Any]:
-        args = parse(experiment_class(name), argv)
+        args = parse(experiment_class(name), argv, prog=f"python -m purerl.experiments.{name}")
         if args.run.resume:
             return run(*resume_configs(args, name))
         return run(args.run, args.agent)
@@ -108,7 +108,7 @@ def resume_configs(args: Any, agent_name: str) -> tuple[RunConfig, Any]:
     return run, saved["agent_config"]
 
 
-def parse(cls: type, argv: list[str] | None = None) -> Any:
+def parse(cls: type, argv: list[str] | None = None, prog: str | None = None) -> Any:
     """Parses a flat CLI (`--env`, `--num-envs`, `--learning-rate`, ...) into `cls`, an
     experiment dataclass with `run` and `agent` fields. `--config FILE.yaml` gives defaults
     by flag name (`num_envs: 16` or `num-envs: 16`); flags on the command line override it."""
@@ -119,7 +119,9 @@ def parse(cls: type, argv: list[str] | None = None) -> Any:
     path = _config_path(argv)
     if path is not None:
         default = _from_yaml(cls, path)
-    return tyro.cli(cls, args=argv, default=default, config=(tyro.conf.OmitArgPrefixes,))
+    return tyro.cli(
+        cls, args=argv, default=default, prog=prog, config=(tyro.conf.OmitArgPrefixes,)
+    )
 
 
 def _config_path(argv: list[str]) -> str | None:

@@ -28,7 +28,7 @@ class RunConfig:
       num_devices: local devices to run data-parallel on (default: all).
       num_logs: logging intervals; the host sees the device once per interval.
       run_dir: where the summary and metrics go (default: runs/AGENT_ENV_TIME).
-      quiet: print only the summary.
+      quiet: print only the final summary line (no progress, no startup line).
       plot: draw RUN_DIR/learning_curve.png at the end (matplotlib: about 0.7 s; --no-plot
         skips it); `python -m purerl.experiments.plot RUN_DIR` draws it any time.
       eval_episodes: greedy/deterministic evaluation episodes per seed at the end, on

@@ -53,6 +53,20 @@ def _label(run_dir: Path) -> str:
         return run_dir.name
 
 
+def confidence_band(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(mean, lower, upper)` over seeds of `returns[I, S]`: the mean +- 1.96 standard errors,
+    kept within the seeds' own range (a return above every seed's, above an env's maximum
+    such as CartPole's 500, is no estimate of anything)."""
+    with warnings.catch_warnings():  # All-NaN intervals (no episode ended yet).
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(returns, axis=1)
+        count = np.sum(np.isfinite(returns), axis=1)
+        sem = np.nanstd(returns, axis=1, ddof=1) / np.sqrt(np.maximum(count, 1))
+        lower = np.maximum(mean - 1.96 * sem, np.nanmin(returns, axis=1))
+        upper = np.minimum(mean + 1.96 * sem, np.nanmax(returns, axis=1))
+    return mean, lower, upper
+
+
 def plot(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     """Draws the learning curves of `run_dirs` into the PNG `out`; returns its path."""
     import matplotlib
@@ -63,21 +77,10 @@ def plot(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     for run_dir in map(Path, run_dirs):
         steps, returns = read_returns(run_dir)
-        with warnings.catch_warnings():  # All-NaN intervals (no episode ended yet).
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(returns, axis=1)
-            count = np.sum(np.isfinite(returns), axis=1)
-            sem = np.nanstd(returns, axis=1, ddof=1) / np.sqrt(np.maximum(count, 1))
+        mean, lower, upper = confidence_band(returns)
         (line,) = ax.plot(steps, mean, label=f"{_label(run_dir)}, {returns.shape[1]} seed(s)")
         if returns.shape[1] > 1:
-            ax.fill_between(
-                steps,
-                mean - 1.96 * sem,
-                mean + 1.96 * sem,
-                color=line.get_color(),
-                alpha=0.2,
-                linewidth=0,
-            )
+            ax.fill_between(steps, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return")
     ax.grid(alpha=0.3)

@@ -327,10 +327,11 @@ def _run(
         except Exception as e:  # A plotting problem must not fail a finished run.
             print(f"warning: could not draw {run_dir / CURVE_FILE}: {e}", file=sys.stderr)
     evaluated = f"eval return {summary['eval_return_mean']:.2f}, " if run.eval_episodes else ""
-    say(
+    print(  # The one line --quiet keeps.
         f"done: final return {summary['final_return_mean']:.2f} "
         f"(per seed {', '.join(f'{x:.1f}' for x in final)}), {evaluated}"
         f"{summary['steps_per_second']:,.0f} steps/s, compile {compile_seconds:.1f}s, "
-        f"train {train_seconds:.1f}s -> {run_dir / 'summary.json'}"
+        f"train {train_seconds:.1f}s -> {run_dir / 'summary.json'}",
+        flush=True,
     )
     return summary

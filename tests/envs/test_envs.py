@@ -180,3 +180,16 @@ def test_fast_gymnax_import_leaves_gymnax_whole():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip()) > 20
+
+
+def test_an_env_that_cannot_download_its_data_is_a_clear_error(monkeypatch):
+    import urllib.error
+
+    import gymnax
+
+    def offline(name, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(gymnax, "make", offline)
+    with pytest.raises(ValueError, match="MNISTBandit-bsuite downloads its data"):
+        envs.make("MNISTBandit-bsuite")

@@ -269,6 +269,18 @@ def test_a_start_that_failed_does_not_lock_its_run_directory(tmp_path, capsys):
         ppo.run(dataclasses.replace(run, run_dir=str(tmp_path / "file")), SMALL_PPO)
 
 
+def test_quiet_prints_only_the_summary_line_and_help_names_the_module(tmp_path, capsys):
+    ppo.main(
+        ["--total-timesteps", "2048", "--run-dir", str(tmp_path / "q"), "--quiet", "--no-plot"]
+        + ["--num-devices", "1", "--num-envs", "8", "--num-steps", "16"]
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("done: final return")
+    with pytest.raises(SystemExit):
+        ppo.main(["--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m purerl.experiments.ppo ")
+
+
 def test_summary_json_is_strict_json(tmp_path):
     # MountainCar's episodes last 200 steps: in 16 steps per env none ends, so the run has
     # no return: null, not NaN.

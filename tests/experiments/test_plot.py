@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from purerl.experiments.plot import read_returns, write_returns
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -58,3 +59,14 @@ def test_plot_of_a_directory_that_is_no_run_is_a_clear_error(tmp_path):
     )
     assert proc.returncode == 2
     assert "has no returns.csv" in proc.stderr
+
+
+def test_the_band_stays_within_the_seeds_range():
+    from purerl.experiments.plot import confidence_band
+
+    returns = np.array([[500.0, 500.0, 500.0, 20.0], [10.0, 12.0, np.nan, 11.0]])
+    mean, lower, upper = confidence_band(returns)
+    np.testing.assert_allclose(mean, [380.0, 11.0])
+    assert upper[0] == 500.0  # Mean + 1.96 SE would be about 615.
+    assert lower[0] == pytest.approx(380.0 - 1.96 * np.std(returns[0], ddof=1) / 2)
+    assert 10.0 <= lower[1] < 11.0 < upper[1] <= 12.0
