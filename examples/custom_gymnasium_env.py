@@ -94,5 +94,7 @@ if __name__ == "__main__":
 
     import purerl
 
+    # The saved policy takes observations as the env returns them (it flattens the Dict).
     policy = purerl.load_policy(summary["run_dir"])
-    print("greedy action at the start:", policy(np.zeros((1, 9), np.float32), None))
+    obs, _ = Corridor().reset(seed=0)
+    print(f"greedy action at {obs}:", policy(obs, None))

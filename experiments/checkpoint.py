@@ -68,10 +68,14 @@ class Checkpoints:
                 ),
             )
         except Exception as e:
+            # The cause (orbax's and TensorStore's, with its whole spec) stays in the chain
+            # for PURERL_TRACEBACK=1; the message gives its first line, shortened.
+            cause = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            cause = cause if len(cause) <= 160 else cause[:157] + "..."
             raise ValueError(
                 f"The checkpoint {self.directory / str(step)} is corrupt or does not match "
-                f"this run's config ({type(e).__name__}: {e}). Delete it to resume from an "
-                "earlier one, or start a new run."
+                f"this run's config ({type(e).__name__}: {cause}).\nDelete that directory "
+                "to resume from the checkpoint before it, or start a new run."
             ) from e
         return restored["runner"], restored["host"]
 

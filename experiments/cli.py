@@ -119,9 +119,7 @@ def parse(cls: type, argv: list[str] | None = None, prog: str | None = None) -> 
     path = _config_path(argv)
     if path is not None:
         default = _from_yaml(cls, path)
-    return tyro.cli(
-        cls, args=argv, default=default, prog=prog, config=(tyro.conf.OmitArgPrefixes,)
-    )
+    return tyro.cli(cls, args=argv, default=default, prog=prog, config=(tyro.conf.OmitArgPrefixes,))
 
 
 def _config_path(argv: list[str]) -> str | None:

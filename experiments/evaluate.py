@@ -158,6 +158,11 @@ def _frame(env: Any, env_name: str) -> np.ndarray:
     try:
         frame = env.render()
     except Exception as e:
+        if "pygame" in str(e).lower():
+            raise ValueError(
+                f"Rendering {env_name} needs pygame, which purerl does not install by "
+                'default: pip install -e ".[render]" (or pip install pygame).'
+            ) from e
         raise ValueError(f"Cannot render {env_name}: {e}") from e
     if frame is None:
         raise ValueError(f"{env_name} rendered no frame (does it support rgb_array?).")

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import flax.serialization
+import gymnasium
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 CONFIG_FILE = "config.json"
 POLICY_FILE = "policy.msgpack"
@@ -72,7 +74,13 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     agent = config["entry"].recipe(config["agent_config"], Context()).agent
     loop, made = envs.resolve(config["run"]["env"])
     env, env_params = made if loop == "device" else (None, None)
-    spec = envs.spec(config["run"]["env"])
+    spec, raw_space = envs.spec(config["run"]["env"]), None
+    if loop == "host":
+        from purerl.envs.host import as_gymnasium
+
+        host_env = as_gymnasium(made(), config["run"]["env"])
+        raw_space = host_env.observation_space
+        host_env.close()
     template = agent.init(jax.random.PRNGKey(0), spec)
     num_seeds = int(config["run"]["num_seeds"])
     template = jax.tree.map(lambda x: jnp.stack([x] * num_seeds), template)
@@ -85,7 +93,7 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     except Exception as e:
         raise ValueError(f"Cannot read the saved policy {path}: {e}") from e
     # For a host (Python) environment, `env` and `env_params` are None.
-    config.update(env=env, env_params=env_params, spec=spec)
+    config.update(env=env, env_params=env_params, spec=spec, observation_space=raw_space)
     return agent, states, config
 
 
@@ -103,15 +111,49 @@ class Policy:
     obs, key)` each step (reset an env's carry to the initial one when its episode ends).
     """
 
-    def __init__(self, agent: Any, state: Any):
+    def __init__(self, agent: Any, state: Any, observation_space: Any = None):
         self.initial_carry = agent.initial_carry
         self.recurrent = bool(jax.tree.leaves(agent.initial_carry(1)))
+        self.observation_space = observation_space  # A host env's own (None: as the agent's).
 
         @jax.jit
         def step(carry: Any, obs: Any, key: jax.Array) -> tuple[Any, Any]:
             return agent.act(state, carry, obs, key, deterministic=True)[:2]
 
-        self.step = step
+        self._step = step
+
+    def step(self, carry: Any, obs: Any, key: jax.Array) -> tuple[Any, Any]:
+        """`(action[B], carry)` for observations `obs[B, ...]`."""
+        return self._step(carry, self.flatten(obs), key)
+
+    def flatten(self, obs: Any) -> Any:
+        """Observations as the agent sees them. A host env with structured observations
+        (`Dict`, `Tuple`, `Discrete`, ...) was trained on them flattened (one-hot for
+        discrete parts); give them as the env returns them, a batch from a vector env (leaves
+        `[B, ...]`) or one observation, and they are flattened here (or give them flattened)."""
+        space = self.observation_space
+        if space is None or isinstance(space, gymnasium.spaces.Box):
+            return obs
+        size = gymnasium.spaces.flatdim(space)
+        if isinstance(obs, np.ndarray | jax.Array) and obs.ndim == 2 and obs.shape[1] == size:
+            return obs  # Flattened already.
+        if space.contains(obs):
+            batch = [obs]
+        else:
+            leaves, treedef = jax.tree.flatten(obs)
+            try:
+                batch = [
+                    jax.tree.unflatten(treedef, [np.asarray(x)[i] for x in leaves])
+                    for i in range(len(leaves[0]))
+                ]
+            except (IndexError, TypeError):
+                batch = []
+            if not batch or not all(space.contains(o) for o in batch):
+                raise ValueError(
+                    f"The policy expects observations from {space} (one, or a batch as a "
+                    f"vector env returns them), or flattened [B, {size}]; got {obs!r:.200}."
+                )
+        return np.stack([gymnasium.spaces.flatten(space, o) for o in batch]).astype(np.float32)
 
     def __call__(self, obs: Any, key: jax.Array) -> Any:
         if self.recurrent:
@@ -133,4 +175,5 @@ def load_policy(run_dir: str | Path, seed_index: int = 0) -> Policy:
     num_seeds = int(config["run"]["num_seeds"])
     if not 0 <= seed_index < num_seeds:
         raise ValueError(f"seed_index {seed_index} is out of range: the run has {num_seeds}.")
-    return Policy(agent, jax.tree.map(lambda x: x[seed_index], states))
+    state = jax.tree.map(lambda x: x[seed_index], states)
+    return Policy(agent, state, config["observation_space"])

@@ -169,6 +169,8 @@ def test_a_corrupt_checkpoint_is_refused_naming_it(tmp_path):
     )
     assert out.returncode == 2
     assert f"checkpoint {latest}" in out.stderr and "corrupt" in out.stderr
+    assert "Delete that directory" in out.stderr
+    assert len(out.stderr.strip().splitlines()) <= 4, out.stderr  # No page of TensorStore spec.
 
 
 def test_resume_needs_a_run_with_checkpoints(tmp_path):

@@ -28,6 +28,18 @@ def test_ppo_learns_a_users_gymnasium_env_from_module_class(tmp_path, capsys):
     # The saved policy loads back for research code, and replays with a video.
     policy = purerl.load_policy(tmp_path)
     assert policy(np.zeros((3, 9), np.float32), jax.random.PRNGKey(0)).shape == (3,)
+    # It also takes the Dict observations the env returns: one, or a vector env's batch.
+    from examples.custom_gymnasium_env import Corridor
+
+    one, _ = Corridor().reset(seed=0)
+    assert policy(one, None).shape == (1,)
+    batch = {"position": np.array([6, 0]), "time_left": np.array([[0.5], [0.5]], np.float32)}
+    flat = np.zeros((2, 9), np.float32)
+    flat[0, 6], flat[1, 0], flat[:, 8] = 1.0, 1.0, 0.5
+    np.testing.assert_array_equal(policy(batch, None), policy(flat, None))
+    assert int(policy(batch, None)[0]) == 1  # Next to the exit: go right.
+    with pytest.raises(ValueError, match="expects observations from Dict"):
+        policy({"position": np.array([99])}, None)
     enjoy.main([str(tmp_path), "--episodes", "3", "--render", str(tmp_path / "run.gif")])
     assert "return 0.9" in capsys.readouterr().out
     assert (tmp_path / "run.gif").read_bytes().startswith(b"GIF8")
@@ -203,3 +215,15 @@ def test_a_recurrent_agent_runs_on_the_host_loop_and_its_policy_carries_state(tm
     assert action.shape == (3,) and not np.allclose(new_carry, carry)
     with pytest.raises(ValueError, match="recurrent: call policy.step"):
         policy(np.zeros((3, 4), np.float32), jax.random.PRNGKey(0))
+
+
+def test_rendering_without_pygame_names_the_extra():
+    from gymnasium.error import DependencyNotInstalled
+    from purerl.experiments.evaluate import _frame
+
+    class NoPygame:
+        def render(self):
+            raise DependencyNotInstalled('pygame is not installed, run `pip install "gymnasium"`')
+
+    with pytest.raises(ValueError, match=r'needs pygame.*pip install -e "\.\[render\]"'):
+        _frame(NoPygame(), "gymnasium:CartPole-v1")
