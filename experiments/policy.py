@@ -85,16 +85,42 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     num_seeds = int(config["run"]["num_seeds"])
     template = jax.tree.map(lambda x: jnp.stack([x] * num_seeds), template)
     path = Path(run_dir) / POLICY_FILE
-    if not path.is_file():
-        raise ValueError(f"{run_dir} has no saved policy ({path}); did the run finish?")
-    try:
-        states = flax.serialization.from_bytes(template, path.read_bytes())
-        _check_like(states, template)
-    except Exception as e:
-        raise ValueError(f"Cannot read the saved policy {path}: {e}") from e
+    if path.is_file():
+        try:
+            states = flax.serialization.from_bytes(template, path.read_bytes())
+            _check_like(states, template)
+        except Exception as e:
+            raise ValueError(f"Cannot read the saved policy {path}: {e}") from e
+    else:
+        states = _from_checkpoint(Path(run_dir), config)
     # For a host (Python) environment, `env` and `env_params` are None.
     config.update(env=env, env_params=env_params, spec=spec, observation_space=raw_space)
     return agent, states, config
+
+
+def _from_checkpoint(run_dir: Path, config: dict[str, Any]) -> Any:
+    """The agent states of a run stopped before its end (no `policy.msgpack`), from its
+    newest checkpoint; says so on stderr."""
+    import sys
+
+    from purerl.experiments.checkpoint import CHECKPOINT_DIR
+    from purerl.experiments.config import RunConfig
+    from purerl.experiments.trainer import checkpointed_agent_states
+
+    checkpoints = run_dir / CHECKPOINT_DIR
+    if not (checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir())):
+        raise ValueError(
+            f"{run_dir} has no saved policy ({POLICY_FILE}) and no checkpoint: the run "
+            "stopped before its first checkpoint. Train it again (or --resume it, if it has one)."
+        )
+    run = RunConfig(**{**config["run"], "run_dir": str(run_dir), "quiet": True})
+    states, steps = checkpointed_agent_states(config["entry"], run, config["agent_config"])
+    print(
+        f"note: {run_dir} has no {POLICY_FILE} (the run stopped before its end); using its "
+        f"newest checkpoint, after {steps:,} env steps per seed.",
+        file=sys.stderr,
+    )
+    return states
 
 
 def _check_like(states: Any, template: Any) -> None:

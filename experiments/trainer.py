@@ -98,6 +98,18 @@ def _train(
     steps_per_update: int,
     off_policy: bool,
 ) -> dict[str, Any]:
+    loop, the_plan, mesh, where = build_loop(run, build, steps_per_update, off_policy)
+    try:
+        return _run(name, run, config, loop, the_plan, mesh, where)
+    finally:
+        loop.close()
+
+
+def build_loop(
+    run: RunConfig, build: Build, steps_per_update: int, off_policy: bool
+) -> tuple[Loop, Plan, Any, str]:
+    """The loop `run` trains on (device or host, by its env), its plan, the device mesh and
+    a few words on where it runs."""
     from purerl import envs
 
     kind, made = envs.resolve(run.env)  # Host envs resolve without starting JAX's backend.
@@ -146,8 +158,25 @@ def _train(
             recipe, env, env_params, the_plan.updates_per_interval, mesh, run.seed, run.num_seeds
         )
         where = f"{recipe.num_envs} envs per device, on"
+    return loop, the_plan, mesh, where
+
+
+def checkpointed_agent_states(entry: Entry, run: RunConfig, config: Any) -> tuple[Any, int]:
+    """The agent states `[seeds, ...]` in the newest checkpoint of the run `run.run_dir`
+    (made with `entry`, `config`), and the env steps (per seed) it was saved after."""
+    off_policy = entry.off_policy
+    loop, the_plan, _, _ = build_loop(
+        run, lambda context: entry.recipe(config, context), config.env_steps_per_update, off_policy
+    )
     try:
-        return _run(name, run, config, loop, the_plan, mesh, where)
+        runner = loop.init()
+        checkpoints = Checkpoints(Path(run.run_dir), run.keep_checkpoints)
+        try:
+            runner, host = checkpoints.restore_latest(runner)
+        finally:
+            checkpoints.close()
+        steps = (host["interval"] + 1) * the_plan.updates_per_interval * the_plan.steps_per_update
+        return jax.device_get(loop.agent_states(runner)), steps
     finally:
         loop.close()
 
@@ -199,7 +228,8 @@ def _run_dir(name: str, run: RunConfig, config: Any) -> Path:
 def _run(
     name: str, run: RunConfig, config: Any, loop: Loop, the_plan: Plan, mesh: Any, where: str
 ) -> dict[str, Any]:
-    run_dir = _run_dir(name, run, config)
+    # The saved config names the devices it ran on, so its checkpoints load back alike.
+    run_dir = _run_dir(name, dataclasses.replace(run, num_devices=int(mesh.devices.size)), config)
     say = (lambda *a: None) if run.quiet else (lambda *a: print(*a, flush=True))
     device = mesh.devices.flat[0]
     say(

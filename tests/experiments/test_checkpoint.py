@@ -9,6 +9,9 @@ import subprocess
 import sys
 import time
 
+import jax
+import numpy as np
+import purerl
 import pytest
 
 ARGS = {
@@ -111,7 +114,7 @@ HOST_ARGS = [
 @pytest.mark.parametrize(
     "agent, extra", [("ppo", ()), ("dqn", ()), ("ppo", HOST_ARGS)], ids=["ppo", "dqn", "ppo-host"]
 )
-def test_sigkill_then_resume_is_bit_identical(tmp_path, agent, extra):
+def test_sigkill_then_resume_is_bit_identical(tmp_path, agent, extra, capsys):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     subprocess.run(command(agent, whole, *extra), env=ENV, check=True, timeout=300)
     code, _ = interrupt_after_first_checkpoint(
@@ -119,6 +122,10 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, agent, extra):
     )
     assert code == -signal.SIGKILL
     assert not (killed / "summary.json").exists()  # It really stopped mid-run.
+    # Killed before its end, it has no policy.msgpack: load_policy uses the newest checkpoint.
+    policy = purerl.load_policy(killed)
+    assert policy(np.zeros((2, 4), np.float32), jax.random.PRNGKey(0)).shape == (2,)
+    assert "using its newest checkpoint, after" in capsys.readouterr().err
     err = resume(agent, killed)
     assert "not be bit-identical" not in err  # The host loop's sync envs were restored too.
     assert_same_run(whole, killed)
