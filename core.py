@@ -173,7 +173,7 @@ def require_box(space: gymnasium.spaces.Space, agent: str) -> tuple[np.ndarray, 
         raise ValueError(
             f"{agent} needs a continuous action space (a one-dimensional gymnasium.spaces.Box), "
             f"but the environment's action space is {space}. Use an agent for discrete actions "
-            "(dqn, ppo) or an environment with continuous actions."
+            "(ppo, dqn, c51, qrdqn, rainbow) or an environment with continuous actions."
         )
     low, high = np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):

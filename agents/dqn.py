@@ -390,11 +390,13 @@ def make(config: DQNConfig, axis_name: str | None = None, num_updates: int | Non
         rngs = {NOISE: key} if config.noisy and key is not None else None
         return state.network.apply(params, obs, rngs=rngs)
 
+    name = type(config).__name__.removesuffix("Config")  # DQN, C51, QRDQN, Rainbow.
+
     def init(key: jax.Array, spec: EnvSpec) -> DQNState:
-        num_actions = require_discrete(spec.action_space, "DQN")
+        num_actions = require_discrete(spec.action_space, name)
         shape = spec.observation_space.shape
         if shape is None:
-            raise ValueError(f"DQN needs array observations; got {spec.observation_space}.")
+            raise ValueError(f"{name} needs array observations; got {spec.observation_space}.")
         network = QNetwork(
             config.make_torso(shape),
             num_actions,

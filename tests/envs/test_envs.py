@@ -193,3 +193,15 @@ def test_an_env_that_cannot_download_its_data_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(gymnax, "make", offline)
     with pytest.raises(ValueError, match="MNISTBandit-bsuite downloads its data"):
         envs.make("MNISTBandit-bsuite")
+
+
+def test_envs_with_integer_rewards_train_and_mismatched_actions_are_refused():
+    from purerl.experiments.check_envs import check
+
+    # gymnax's bandits and bsuite's UmbrellaChain return int32 rewards: stored as float32.
+    for env in ("BernoulliBandit-misc", "UmbrellaChain-bsuite"):
+        assert check("dqn", env, 1_000)[0] == "trained"
+    outcome, detail = check("sac", "UmbrellaChain-bsuite", 1_000)
+    assert outcome == "refused" and "SAC needs a continuous action space" in detail
+    outcome, detail = check("rainbow", "Pendulum-v1", 1_000)
+    assert outcome == "refused" and "Rainbow needs a discrete action space" in detail
