@@ -238,7 +238,8 @@ class DeviceLoop:
     def host_state(self) -> dict[str, Any]:
         return {}
 
-    def load_host_state(self, host: dict[str, Any]) -> str | None:
+    def load_host_state(self, host: dict[str, Any], rebuild: bool = False) -> str | None:
+        del host, rebuild  # The device loop's envs live in the runner, restored exactly.
         return None
 
     def evaluator(self, episodes: int) -> Evaluate:

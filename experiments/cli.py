@@ -88,7 +88,7 @@ def resume_configs(args: Any, agent_name: str) -> tuple[RunConfig, Any]:
         f"--{f.name.replace('_', '-')}"
         for part in (args.run, args.agent)
         for f in dataclasses.fields(part)
-        if f.name not in ("resume", "quiet") and getattr(part, f.name) != f.default
+        if f.name not in ("resume", "quiet", "rebuild_envs") and getattr(part, f.name) != f.default
     ]
     if ignored:
         print(
@@ -103,7 +103,13 @@ def resume_configs(args: Any, agent_name: str) -> tuple[RunConfig, Any]:
             f"python -m purerl.experiments.{saved['agent']} --resume {run_dir}"
         )
     run = RunConfig(
-        **{**saved["run"], "resume": str(run_dir), "run_dir": str(run_dir), "quiet": args.run.quiet}
+        **{
+            **saved["run"],
+            "resume": str(run_dir),
+            "run_dir": str(run_dir),
+            "quiet": args.run.quiet,
+            "rebuild_envs": args.run.rebuild_envs,
+        }
     )
     return run, saved["agent_config"]
 

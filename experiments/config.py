@@ -42,6 +42,9 @@ class RunConfig:
         was started with (the other flags are not used).
       config: a YAML file of option values by flag name; flags given on the command line
         override it. The resolved configs are saved in RUN_DIR/config.json.
+      rebuild_envs: host loop, with --resume: make the Python envs afresh from --env's
+        name instead of restoring them as pickled at the checkpoint (so a change to the
+        env's constructor applies; the resumed run is then not bit-identical).
       host_envs: host loop only: step the Python envs in this process ("sync") or one
         subprocess each ("async", for slow envs; not bit-identical on resume).
       max_staleness: host loop only: how many learner updates the acting parameters may
@@ -69,6 +72,7 @@ class RunConfig:
     keep_checkpoints: int = 3
     resume: str | None = None
     config: str | None = None
+    rebuild_envs: bool = False
     host_envs: Literal["sync", "async"] = "sync"
     max_staleness: int | None = None
     eval_every: int = 0

@@ -219,17 +219,25 @@ class HostLoop:
             "envs": None if state is None else base64.b64encode(state).decode("ascii"),
         }
 
-    def load_host_state(self, host: dict[str, Any]) -> str | None:
-        """Restores the envs; returns a warning when they could not be restored exactly."""
+    def load_host_state(self, host: dict[str, Any], rebuild: bool = False) -> str | None:
+        """Restores the envs as pickled at the checkpoint (or, with `rebuild`, makes them
+        afresh from their name); returns what the user should know about it."""
         self.rollouts = int(host["rollouts"])
-        if host.get("envs") is None:
+        if rebuild or host.get("envs") is None:
             self.env.reset(self.seed + 7919 * self.rollouts)
-            return (
-                "the environments' state was not saved (async envs, or envs that do not "
-                "pickle), so the resumed run starts new episodes and will not be bit-identical"
+            why = (
+                "--rebuild-envs: the Python environments were made afresh from their name"
+                if rebuild
+                else "warning: the environments' state was not saved (async envs, or envs "
+                "that do not pickle)"
             )
+            return f"{why}, so the resumed run starts new episodes and will not be bit-identical"
         self.env.set_state(base64.b64decode(host["envs"]))
-        return None
+        return (
+            "note: the Python environments were restored as pickled at the checkpoint, so the "
+            "run continues bit-identically; a change to their constructor since then does not "
+            "reach them. Resume with --rebuild-envs to make them afresh (then not bit-identical)."
+        )
 
     # One logging interval ----------------------------------------------------------
     def step(self, runner: HostRunner) -> tuple[HostRunner, IntervalOutput]:

@@ -142,6 +142,7 @@ def build_loop(
             for flag, given in (
                 ("--host-envs", run.host_envs != "sync"),
                 ("--max-staleness", run.max_staleness is not None),
+                ("--rebuild-envs", run.rebuild_envs),
             )
             if given
         ]
@@ -247,9 +248,9 @@ def _run(
     start, train_seconds = 0, 0.0
     if run.resume:
         runner, host = checkpoints.restore_latest(runner)
-        warning = loop.load_host_state(host.get("loop", {}))
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
+        message = loop.load_host_state(host.get("loop", {}), rebuild=run.rebuild_envs)
+        if message:
+            print(message, file=sys.stderr)
         start, train_seconds = host["interval"] + 1, host["train_seconds"]
 
     evaluator: list[Evaluator] = []  # Built (and compiled) when first needed.

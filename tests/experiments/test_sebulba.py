@@ -227,3 +227,24 @@ def test_rendering_without_pygame_names_the_extra():
 
     with pytest.raises(ValueError, match=r'needs pygame.*pip install -e "\.\[render\]"'):
         _frame(NoPygame(), "gymnasium:CartPole-v1")
+
+
+def test_resume_says_how_host_envs_come_back_and_can_rebuild_them():
+    from purerl.agents.registry import get
+    from purerl.experiments.config import RunConfig
+    from purerl.experiments.trainer import build_loop
+
+    entry = get("ppo")
+    config = entry.config_class()(num_envs=2, num_steps=8, num_minibatches=1)
+    run = RunConfig(env="gymnasium:CartPole-v1", num_devices=1, total_timesteps=64)
+    loop, _, _, _ = build_loop(
+        run, lambda c: entry.recipe(config, c), config.env_steps_per_update, False
+    )
+    try:
+        loop.init()
+        saved = loop.host_state()
+        assert "restored as pickled" in loop.load_host_state(saved)
+        message = loop.load_host_state(saved, rebuild=True)
+        assert "--rebuild-envs" in message and "not be bit-identical" in message
+    finally:
+        loop.close()
