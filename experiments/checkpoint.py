@@ -58,7 +58,8 @@ class Checkpoints:
         if step is None:
             raise ValueError(
                 f"No checkpoint to resume from in {self.directory}: the run stopped before "
-                "its first one. Start it again without --resume (same --run-dir)."
+                "its first one (or, finished in under a minute, kept none: --checkpoint-every "
+                "N keeps them). Start it again without --resume."
             )
         try:
             restored = self.manager.restore(

@@ -33,7 +33,11 @@ def agent_script(name: str) -> tuple[Callable[..., dict[str, Any]], Callable[...
     def main(argv: list[str] | None = None) -> dict[str, Any]:
         args = parse(experiment_class(name), argv, prog=f"python -m purerl.experiments.{name}")
         if args.run.resume:
-            return run(*resume_configs(args, name))
+            given = list(sys.argv[1:] if argv is None else argv)
+            extend = any(
+                a == "--total-timesteps" or a.startswith("--total-timesteps=") for a in given
+            )
+            return run(*resume_configs(args, name, extend=extend))
         return run(args.run, args.agent)
 
     return run, main
@@ -78,17 +82,20 @@ def cli_main(fn: Callable[[], Any]) -> None:
         sys.exit(1)
 
 
-def resume_configs(args: Any, agent_name: str) -> tuple[RunConfig, Any]:
-    """The run and agent configs `args.run.resume` was started with, set to resume it.
-    Other flags given with --resume are named in a warning, since they are not used."""
+def resume_configs(args: Any, agent_name: str, extend: bool = False) -> tuple[RunConfig, Any]:
+    """The run and agent configs `args.run.resume` was started with, set to resume it; with
+    `extend`, continued to `args.run.total_timesteps` (a finished run goes on, its curves and
+    summary then covering the whole run). Other flags given with --resume are named in a
+    warning, since they are not used."""
     from purerl.experiments.policy import read_config
 
     run_dir = args.run.resume
+    used = {"resume", "quiet", "rebuild_envs"} | ({"total_timesteps"} if extend else set())
     ignored = [
         f"--{f.name.replace('_', '-')}"
         for part in (args.run, args.agent)
         for f in dataclasses.fields(part)
-        if f.name not in ("resume", "quiet", "rebuild_envs") and getattr(part, f.name) != f.default
+        if f.name not in used and getattr(part, f.name) != f.default
     ]
     if ignored:
         print(
@@ -111,7 +118,22 @@ def resume_configs(args: Any, agent_name: str) -> tuple[RunConfig, Any]:
             "rebuild_envs": args.run.rebuild_envs,
         }
     )
-    return run, saved["agent_config"]
+    config = saved["agent_config"]
+    if extend:
+        from purerl import envs
+        from purerl.experiments.trainer import extended, run_plan
+
+        host = envs.resolve(run.env)[0] == "host"
+        entry = saved["entry"]
+        before = run_plan(run, config.env_steps_per_update, entry.off_policy, host)
+        run = extended(run, before, args.run.total_timesteps)
+        print(
+            f"note: extending {run_dir} from {before.total_steps:,} to {run.total_timesteps:,} "
+            "env steps per seed. A decaying learning-rate schedule (and any other horizon set "
+            "by the run's length) is stretched over the new length from here on.",
+            file=sys.stderr,
+        )
+    return run, config
 
 
 def parse(cls: type, argv: list[str] | None = None, prog: str | None = None) -> Any:

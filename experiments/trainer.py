@@ -128,7 +128,7 @@ def build_loop(
                 "to vmap them."
             )
         k = sebulba.updates_per_rollout(steps_per_update, off_policy)
-        the_plan = plan(run.total_timesteps, steps_per_update, run.num_logs, multiple=k)
+        the_plan = run_plan(run, steps_per_update, off_policy, host=True)
         recipe = build(Context(num_devices, the_plan.num_updates, host=True))
         vec_env = envs.HostVecEnv(made, recipe.num_envs, run.env, run.host_envs)
         staleness = int(off_policy) if run.max_staleness is None else run.max_staleness
@@ -153,13 +153,35 @@ def build_loop(
                 file=sys.stderr,
             )
         env, env_params = made
-        the_plan = plan(run.total_timesteps, steps_per_update, run.num_logs)
+        the_plan = run_plan(run, steps_per_update, off_policy, host=False)
         recipe = build(Context(num_devices, the_plan.num_updates, host=False))
         loop = anakin.DeviceLoop(
             recipe, env, env_params, the_plan.updates_per_interval, mesh, run.seed, run.num_seeds
         )
         where = f"{recipe.num_envs} envs per device, on"
     return loop, the_plan, mesh, where
+
+
+def run_plan(run: RunConfig, steps_per_update: int, off_policy: bool, host: bool) -> Plan:
+    """How `run` divides into updates and logging intervals, on the host loop (each interval
+    a whole number of the updates one rollout feeds) or the device loop."""
+    from purerl.experiments import sebulba
+
+    k = sebulba.updates_per_rollout(steps_per_update, off_policy) if host else 1
+    return plan(run.total_timesteps, steps_per_update, run.num_logs, multiple=k)
+
+
+def extended(run: RunConfig, the_plan: Plan, total_timesteps: int) -> RunConfig:
+    """`run` (planned as `the_plan`) continued to at least `total_timesteps` env steps, in
+    more logging intervals of the same length, so its checkpoints line up."""
+    interval = the_plan.updates_per_interval * the_plan.steps_per_update
+    if total_timesteps <= the_plan.total_steps:
+        raise ValueError(
+            f"--total-timesteps {total_timesteps:,} with --resume extends a run, but the run "
+            f"already has {the_plan.total_steps:,} steps; give more."
+        )
+    intervals = -(-int(total_timesteps) // interval)
+    return dataclasses.replace(run, total_timesteps=intervals * interval, num_logs=intervals)
 
 
 def checkpointed_agent_states(entry: Entry, run: RunConfig, config: Any) -> tuple[Any, int]:
@@ -206,6 +228,12 @@ def holds_run(run_dir: Path) -> bool:
 
 def _run_dir(name: str, run: RunConfig, config: Any) -> Path:
     if run.resume:
+        path = Path(run.resume) / CONFIG_FILE
+        saved = json.loads(path.read_text())
+        length = {"total_timesteps": run.total_timesteps, "num_logs": run.num_logs}
+        if any(saved["run"].get(k) != v for k, v in length.items()):  # Extended: its new end.
+            saved["run"].update(length)
+            path.write_text(json.dumps(saved, indent=2))
         return Path(run.resume)
     run_dir = Path(run.run_dir) if run.run_dir else default_run_dir(name, run.env)
     if run_dir.exists() and not run_dir.is_dir():

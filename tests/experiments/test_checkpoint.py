@@ -244,3 +244,26 @@ def test_a_checkpoint_from_an_earlier_version_is_refused_clearly(tmp_path):
     host.write_text(json.dumps(saved))
     with pytest.raises(ValueError, match="written by an earlier purerl"):
         ppo.main(["--resume", str(run_dir), "--quiet"])
+
+
+def test_resume_with_a_larger_total_extends_a_finished_run(tmp_path, capsys):
+    from purerl.experiments import ppo
+
+    small = ["--num-envs", "8", "--num-steps", "16", "--num-minibatches", "2"]
+    common = [*small, "--lr-schedule", "constant", "--quiet", "--no-plot", "--num-devices", "1"]
+    ppo.main(
+        ["--run-dir", str(tmp_path / "short"), "--total-timesteps", "4096", "--num-logs", "4"]
+        + ["--checkpoint-every", "1024", *common]
+    )
+    summary = ppo.main(["--resume", str(tmp_path / "short"), "--total-timesteps", "8192"])
+    assert "extending" in capsys.readouterr().err
+    assert summary["total_timesteps"] == 8192
+    # The same as a run planned that long from the start (a constant learning rate).
+    ppo.main(
+        ["--run-dir", str(tmp_path / "long"), "--total-timesteps", "8192", "--num-logs", "8"]
+        + common
+    )
+    assert_same_run(tmp_path / "long", tmp_path / "short")
+    assert len(metrics_without_timing(tmp_path / "short")) == 8  # The curves cover it all.
+    with pytest.raises(ValueError, match="extends a run, but the run already has 8,192"):
+        ppo.main(["--resume", str(tmp_path / "short"), "--total-timesteps", "8000"])
