@@ -99,6 +99,18 @@ def rollout(
     return runner, trajectory, stats
 
 
+def place_like(placed: Any, states: Any) -> Any:
+    """`states` (leaves `[S, ...]`) broadcast to the shapes of `placed` (leaves
+    `[devices, S, ...]`) and put on the devices as those are."""
+    return jax.tree.map(
+        lambda old, new: jax.device_put(
+            np.broadcast_to(np.asarray(new, old.dtype), old.shape), old.sharding
+        ),
+        placed,
+        states,
+    )
+
+
 def make_mesh(num_devices: int | None = None) -> Mesh:
     """A one-axis mesh over the first `num_devices` local devices (all by default)."""
     devices = jax.local_devices() if jax.process_count() == 1 else jax.devices()
@@ -234,6 +246,11 @@ class DeviceLoop:
 
     def agent_states(self, runner: Runner) -> Any:
         return jax.tree.map(lambda x: x[0], runner.agent_state)  # Device 0: [S, ...].
+
+    def with_agent_states(self, runner: Runner, states: Any) -> Runner:
+        """`runner` with each seed's agent state `[S, ...]` replaced by `states` (on every
+        device)."""
+        return runner._replace(agent_state=place_like(runner.agent_state, states))
 
     def host_state(self) -> dict[str, Any]:
         return {}

@@ -42,6 +42,10 @@ class RunConfig:
         was started with (the other flags are not used).
       config: a YAML file of option values by flag name; flags given on the command line
         override it. The resolved configs are saved in RUN_DIR/config.json.
+      init_from: a run directory whose trained agent (its saved policy, or its newest
+        checkpoint) starts this new run: each part of the agent state (parameters, target
+        parameters, optimizer state, counters) that fits this run's config is copied, the
+        rest starts fresh; both are listed. Seeds map one to one, or one to all.
       rebuild_envs: host loop, with --resume: make the Python envs afresh from --env's
         name instead of restoring them as pickled at the checkpoint (so a change to the
         env's constructor applies; the resumed run is then not bit-identical).
@@ -72,6 +76,7 @@ class RunConfig:
     keep_checkpoints: int = 3
     resume: str | None = None
     config: str | None = None
+    init_from: str | None = None
     rebuild_envs: bool = False
     host_envs: Literal["sync", "async"] = "sync"
     max_staleness: int | None = None

@@ -50,7 +50,8 @@ class Loop(Protocol):
 
     `name` and `kind` ("device" / "host") describe it; `init()` builds (and compiles) the
     initial runner; `step(runner)` runs one logging interval; `agent_states(runner)` gives
-    each seed's agent state (leaves `[seeds, ...]`); `host_state()` / `load_host_state()`
+    each seed's agent state (leaves `[seeds, ...]`) and `with_agent_states(runner, states)`
+    puts such states in; `host_state()` / `load_host_state()`
     save and restore what lives outside the runner (returning a warning when a restore is
     not exact); `evaluator(episodes)` builds deterministic evaluation episodes on fresh
     environments; `close()` releases the environments.
@@ -68,6 +69,8 @@ class Loop(Protocol):
     def host_state(self) -> dict[str, Any]: ...
 
     def load_host_state(self, host: dict[str, Any], rebuild: bool = False) -> str | None: ...
+
+    def with_agent_states(self, runner: Any, states: Any) -> Any: ...
 
     def evaluator(self, episodes: int) -> Evaluate: ...
 

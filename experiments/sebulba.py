@@ -372,6 +372,17 @@ class HostLoop:
         """The learner's agent state, leaves `[1, ...]` (one seed), from device 0."""
         return jax.tree.map(lambda x: x[0], runner.learner.agent_state)
 
+    def with_agent_states(self, runner: HostRunner, states: Any) -> HostRunner:
+        """`runner` with the agent state (leaves `[1, ...]`) replaced by `states`, for the
+        learner and every version the actor holds."""
+        from purerl.experiments.anakin import place_like
+
+        learner = runner.learner._replace(
+            agent_state=place_like(runner.learner.agent_state, states)
+        )
+        actor = tuple(self._to_actor(learner) for _ in runner.actor_states)
+        return runner._replace(learner=learner, actor_states=actor)
+
     def close(self) -> None:
         self.env.close()
 

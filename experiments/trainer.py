@@ -204,6 +204,62 @@ def checkpointed_agent_states(entry: Entry, run: RunConfig, config: Any) -> tupl
         loop.close()
 
 
+def _init_from(loop: Loop, runner: Any, run: RunConfig) -> Any:
+    """`runner` with its agent states taken, where they fit, from the run `run.init_from`."""
+    from purerl.experiments.policy import load_agent
+
+    _, old, saved = load_agent(run.init_from)
+    new = jax.device_get(loop.agent_states(runner))
+    old_seeds = jax.tree.leaves(old)[0].shape[0]
+    seeds = jax.tree.leaves(new)[0].shape[0]
+    if old_seeds not in (1, seeds):
+        raise ValueError(
+            f"--init-from {run.init_from} has {old_seeds} seeds and this run {seeds}: give "
+            "it as many, or one (then every seed starts from it)."
+        )
+    is_struct = dataclasses.is_dataclass(new) and dataclasses.is_dataclass(old)
+    fields = [
+        f.name
+        for f in (dataclasses.fields(new) if is_struct else ())
+        if f.metadata.get("pytree_node", True)
+    ]
+    parts = {name: (getattr(new, name), getattr(old, name, None)) for name in fields}
+    if not is_struct:
+        parts = {"agent state": (new, old)}
+    copied, fresh, merged = [], [], {}
+
+    def fits(a: Any, b: Any) -> bool:
+        if b is None or jax.tree.structure(a) != jax.tree.structure(b):
+            return False
+        return all(
+            np.shape(x)[1:] == np.shape(y)[1:] and np.asarray(x).dtype == np.asarray(y).dtype
+            for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+        )
+
+    for name, (mine, theirs) in parts.items():
+        if fits(mine, theirs):
+            merged[name] = jax.tree.map(
+                lambda x, y: np.broadcast_to(np.asarray(y), np.shape(x)), mine, theirs
+            )
+            copied.append(name)
+        else:
+            merged[name], _ = mine, fresh.append(name)
+    if not any(  # Counters alone (steps) are no start: some parameters must fit.
+        any(np.ndim(x) > 1 for x in jax.tree.leaves(parts[name][0])) for name in copied
+    ):
+        raise ValueError(
+            f"--init-from {run.init_from}: nothing of its {saved['agent']} agent fits this "
+            "run's (different networks or spaces?); start without it."
+        )
+    states = new.replace(**merged) if is_struct else merged["agent state"]
+    print(
+        f"note: starting from {run.init_from}'s {saved['agent']} agent: copied "
+        f"{', '.join(copied)}" + (f"; fresh (did not fit): {', '.join(fresh)}" if fresh else ""),
+        file=sys.stderr,
+    )
+    return loop.with_agent_states(runner, states)
+
+
 def _strict_json(value: Any) -> Any:
     """`value` with NaN and infinities as None (`null`), which strict JSON parsers accept."""
     if isinstance(value, dict):
@@ -274,6 +330,8 @@ def _run(
     checkpoints = Checkpoints(run_dir, run.keep_checkpoints) if run.resume else None
     host: dict[str, Any] = {}
     start, train_seconds = 0, 0.0
+    if run.init_from and not run.resume:
+        runner = _init_from(loop, runner, run)
     if run.resume:
         runner, host = checkpoints.restore_latest(runner)
         message = loop.load_host_state(host.get("loop", {}), rebuild=run.rebuild_envs)

@@ -2,6 +2,7 @@
 a run that was never interrupted: parameters and metrics must be bit-identical."""
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import chex
 import jax
 import numpy as np
 import purerl
@@ -267,3 +269,42 @@ def test_resume_with_a_larger_total_extends_a_finished_run(tmp_path, capsys):
     assert len(metrics_without_timing(tmp_path / "short")) == 8  # The curves cover it all.
     with pytest.raises(ValueError, match="extends a run, but the run already has 8,192"):
         ppo.main(["--resume", str(tmp_path / "short"), "--total-timesteps", "8000"])
+
+
+def test_init_from_starts_a_new_run_from_a_saved_agent_where_it_fits(tmp_path, capsys):
+    import jax.numpy as jnp
+    from purerl.agents.dqn import DQNConfig
+    from purerl.agents.registry import get
+    from purerl.experiments.config import RunConfig
+    from purerl.experiments.policy import load_agent
+    from purerl.experiments.trainer import _init_from, build_loop, train
+
+    entry = get("dqn")
+    small = DQNConfig(learning_starts=500, buffer_size=2000, batch_size=32, num_envs=4)
+    base = RunConfig(total_timesteps=2048, num_logs=2, quiet=True, plot=False, num_devices=1)
+    train(entry, dataclasses.replace(base, run_dir=str(tmp_path / "a")), small)
+    _, trained, _ = load_agent(tmp_path / "a")
+    # Two seeds from one, a new learning rate and another optimizer: its state does not fit.
+    config = dataclasses.replace(small, learning_rate=1e-4, optimizer="sgd")
+    run = dataclasses.replace(base, num_seeds=2, init_from=str(tmp_path / "a"))
+    loop, _, _, _ = build_loop(
+        run, lambda c: entry.recipe(config, c), config.env_steps_per_update, True
+    )
+    try:
+        states = loop.agent_states(_init_from(loop, loop.init(), run))
+    finally:
+        loop.close()
+    err = capsys.readouterr().err
+    assert "copied params, target_params, steps; fresh (did not fit): opt_state" in err
+    for seed in range(2):
+        chex.assert_trees_all_equal(
+            jax.tree.map(lambda x, seed=seed: x[seed], states.params),
+            jax.tree.map(lambda x: x[0], trained.params),
+        )
+    assert jnp.all(states.steps == trained.steps[0])
+    # As a whole new run; its config records where it started.
+    summary = train(entry, dataclasses.replace(run, run_dir=str(tmp_path / "b")), config)
+    assert summary["run_config"]["init_from"] == str(tmp_path / "a")
+    other = dataclasses.replace(small, hidden_sizes=(8,))
+    with pytest.raises(ValueError, match="nothing of its dqn agent fits"):
+        train(entry, dataclasses.replace(run, run_dir=str(tmp_path / "c")), other)
