@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -58,6 +59,10 @@ class RunConfig:
       eval_every: also evaluate every this many env steps (at the end of the logging
         interval that crosses it), with --eval-episodes episodes (10 if that is 0); logged
         apart from training returns, to RUN_DIR/eval.csv and TensorBoard's eval/. 0: never.
+      compile_cache: keep JAX's compiled programs in a persistent cache, so a second run
+        of the same configuration skips most of its compiling.
+      compile_cache_dir: where (default: $XDG_CACHE_HOME/purerl/jax, else
+        ~/.cache/purerl/jax).
       tensorboard: write TensorBoard event files to RUN_DIR/tensorboard.
       wandb_project: also log to this Weights & Biases project (needs `pip install wandb`).
     """
@@ -81,6 +86,8 @@ class RunConfig:
     host_envs: Literal["sync", "async"] = "sync"
     max_staleness: int | None = None
     eval_every: int = 0
+    compile_cache: bool = True
+    compile_cache_dir: str | None = None
     tensorboard: bool = True
     wandb_project: str | None = None
 
@@ -127,6 +134,39 @@ def plan(total_timesteps: int, steps_per_update: int, num_logs: int, multiple: i
     per_interval = math.ceil(num_updates / min(num_logs, num_updates))
     per_interval = multiple * math.ceil(per_interval / multiple)
     return Plan(steps_per_update, per_interval, math.ceil(num_updates / per_interval))
+
+
+def compile_cache_dir(run: RunConfig) -> Path | None:
+    """The persistent compilation cache `run` uses (None: off)."""
+    if not run.compile_cache:
+        return None
+    if run.compile_cache_dir:
+        return Path(run.compile_cache_dir).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "purerl" / "jax"
+
+
+def enable_compile_cache(run: RunConfig) -> Path | None:
+    """Turns on JAX's persistent compilation cache in `compile_cache_dir(run)` (for every
+    program that takes at least 0.2 s to compile); returns the directory."""
+    path = compile_cache_dir(run)
+    if path is None:
+        return None
+    import jax
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # A read-only home must not stop a run: it only compiles anew.
+        import sys
+
+        print(
+            f"warning: no compile cache ({e}); --compile-cache-dir DIR sets one.", file=sys.stderr
+        )
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
 
 
 def default_run_dir(agent: str, env: str) -> Path:

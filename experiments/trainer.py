@@ -20,7 +20,13 @@ from purerl.core import Agent, per_device
 from purerl.envs.host import HostEnvError
 from purerl.experiments import anakin
 from purerl.experiments.checkpoint import CHECKPOINT_DIR, Checkpoints
-from purerl.experiments.config import Plan, RunConfig, default_run_dir, plan
+from purerl.experiments.config import (
+    Plan,
+    RunConfig,
+    default_run_dir,
+    enable_compile_cache,
+    plan,
+)
 from purerl.experiments.features import (
     CheckpointFeature,
     Evaluator,
@@ -112,6 +118,7 @@ def build_loop(
     a few words on where it runs."""
     from purerl import envs
 
+    enable_compile_cache(run)
     kind, made = envs.resolve(run.env)  # Host envs resolve without starting JAX's backend.
     if kind == "host":
         from purerl.experiments import sebulba

@@ -416,3 +416,29 @@ def test_sac_runs_on_the_host_loop_and_its_policy_loads(tmp_path):
     assert any(np.isfinite(returns)) and float(metrics(tmp_path / "sac")[-1]["alpha"]) != 1.0
     action = purerl.load_policy(tmp_path / "sac")(np.zeros((3, 3), np.float32), None)
     assert action.shape == (3, 1) and np.all(np.abs(action) <= 2.0)
+
+
+def test_the_compile_cache_is_created_and_reused(tmp_path):
+    # A subprocess each: JAX sets its cache up once per process.
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "purerl.experiments.ppo", "--total-timesteps", "4096"]
+    cmd += ["--num-envs", "8", "--num-steps", "16", "--quiet", "--no-plot"]
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "XLA_FLAGS": ""}
+
+    def run(name):
+        out = subprocess.run(
+            [*cmd, "--run-dir", str(tmp_path / name)], env=env, capture_output=True, timeout=300
+        )
+        assert out.returncode == 0, out.stderr
+        return {p.name for p in (cache / "purerl" / "jax").iterdir()}
+
+    first = run("a")
+    assert first  # Compiled programs were stored,
+    assert run("b") == first  # and the same configuration found them all again.
+    subprocess.run(
+        [*cmd, "--run-dir", str(tmp_path / "c"), "--no-compile-cache"],
+        env={**env, "XDG_CACHE_HOME": str(tmp_path / "none")},
+        check=True,
+        timeout=300,
+    )
+    assert not (tmp_path / "none").exists()
