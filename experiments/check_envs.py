@@ -1,7 +1,8 @@
 """Every JAX environment `purerl.envs.available()` lists, with every registered agent, for a
 few thousand steps: each pair either trains (its final return is printed) or is refused with
-the agent's one-line reason (a discrete-action agent on a continuous env, ...). Anything else
-is a failure, printed with its error, and the exit status is 1.
+the agent's one-line reason (a discrete-action agent on a continuous env, ...), or the env
+cannot be made on this machine and says why. Anything else is a failure, printed with its
+error, and the exit status is 1.
 
     python -m purerl.experiments.check_envs                  # all envs x all agents
     python -m purerl.experiments.check_envs --agents dqn --envs UmbrellaChain-bsuite
@@ -29,6 +30,8 @@ SMALL = {
 }
 # What a refusal says: the agent's reason, not an internal error.
 REFUSALS = ("needs a discrete action space", "needs a continuous", "needs array observations")
+# An environment that cannot be made here, and says why (MNISTBandit offline).
+UNAVAILABLE = ("downloads its data",)
 
 
 def small_config(entry: Any) -> Any:
@@ -38,7 +41,8 @@ def small_config(entry: Any) -> Any:
 
 
 def check(agent: str, env: str, steps: int) -> tuple[str, str]:
-    """`(outcome, detail)`: "trained", "refused" or "FAILED"."""
+    """`(outcome, detail)`: "trained", "refused", "unavailable" (the env cannot be made
+    here, and says why) or "FAILED"."""
     from purerl.agents import registry
     from purerl.experiments.config import RunConfig
     from purerl.experiments.trainer import train
@@ -61,6 +65,8 @@ def check(agent: str, env: str, steps: int) -> tuple[str, str]:
             message = str(e).splitlines()[0]
             if any(r in message for r in REFUSALS):
                 return "refused", message
+            if any(r in message for r in UNAVAILABLE):
+                return "unavailable", message
             return "FAILED", f"ValueError: {message}"
         except Exception as e:  # noqa: BLE001 - reported, then the exit status says so.
             return "FAILED", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"

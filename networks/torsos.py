@@ -239,8 +239,9 @@ def make_torso(
     """A torso by name, for observations of `obs_shape`.
 
     Args:
-      name: "mlp", "cnn" (Nature), "minatar_cnn", "auto" (a CNN for image observations,
-        `[H, W, C]`: MinAtar's for grids up to 16x16, Nature's above; an MLP otherwise), or
+      name: "mlp", "cnn" (Nature), "minatar_cnn", "auto" (a CNN for image observations
+        `[H, W, C]`: Nature's where both sides are at least 36, which its three layers need,
+        MinAtar's where they are at least 5; an MLP otherwise), or
         a recurrent core, "lstm" / "gru" (the feed-forward torso `auto` picks, then the cell,
         of size `hidden_sizes[-1]`).
       obs_shape: the shape of one observation.
@@ -257,11 +258,9 @@ def make_torso(
             raise ValueError(f"The {name} torso needs hidden_sizes (the last is its cell size).")
         encoder = make_torso("auto", obs_shape, hidden_sizes[:-1] or hidden_sizes, **common)
         return RecurrentCore(encoder, name, hidden_sizes[-1])
-    if name == "auto":
-        if len(obs_shape) == 3:
-            name = "minatar_cnn" if max(obs_shape[:2]) <= 16 else "cnn"
-        else:
-            name = "mlp"
+    if name == "auto":  # Images big enough for a convolution: a CNN; else an MLP.
+        side = min(obs_shape[:2]) if len(obs_shape) == 3 else 0
+        name = "cnn" if side >= 36 else "minatar_cnn" if side >= 5 else "mlp"
     if name == "mlp":
         return MLP(hidden_sizes, num_obs_dims=len(obs_shape), **common, **kwargs)
     if len(obs_shape) != 3:

@@ -140,8 +140,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path):
     assert code == 130, err
     assert f"--resume {stopped}" in err
     assert not (stopped / "summary.json").exists()
-    err = resume("ppo", stopped, "--total-timesteps", "5")  # Not used, and said so.
-    assert "ignoring --total-timesteps" in err
+    err = resume("ppo", stopped, "--seed", "5")  # Not used, and said so.
+    assert "ignoring --seed" in err
     assert_same_run(whole, stopped)
 
 

@@ -57,6 +57,8 @@ def test_unknown_activation_lists_choices():
     [
         ("auto", (4,), MLP),
         ("auto", (10, 10, 4), ConvTorso),  # MinAtar-sized grid -> the small CNN.
+        ("auto", (2, 3, 3), MLP),  # Too small to convolve.
+        ("auto", (30, 40, 3), ConvTorso),  # gymnax's Pong-misc: too small for Nature's.
         ("auto", (84, 84, 4), ConvTorso),
         ("mlp", (10, 10, 4), MLP),
         ("minatar_cnn", (10, 10, 4), ConvTorso),
