@@ -250,7 +250,8 @@ def _init_from(loop: Loop, runner: Any, run: RunConfig) -> Any:
             )
             copied.append(name)
         else:
-            merged[name], _ = mine, fresh.append(name)
+            merged[name] = mine
+            fresh.append(name)
     if not any(  # Counters alone (steps) are no start: some parameters must fit.
         any(np.ndim(x) > 1 for x in jax.tree.leaves(parts[name][0])) for name in copied
     ):
