@@ -196,13 +196,18 @@ class DeviceLoop:
             runner = jax.tree.map(lambda x: x[0], runner)
             if runner.key.shape[0] == 1:
                 # One seed: skip the size-1 vmap, whose batched matmuls run slower on CPU.
-                def seed_update(r: Runner) -> tuple[Runner, Any]:
-                    r, out = update(jax.tree.map(lambda x: x[0], r))
-                    return jax.tree.map(lambda x: x[None], (r, out))
-            else:
-                seed_update = jax.vmap(update)
+                # The seed axis goes outside the scan: reshaping the carry inside it made
+                # XLA copy the whole replay buffer on every update.
+                runner, out = jax.lax.scan(
+                    lambda r, _: update(r),
+                    jax.tree.map(lambda x: x[0], runner),
+                    None,
+                    length=updates_per_interval,
+                )
+                runner = jax.tree.map(lambda x: x[None, None], runner)
+                return runner, jax.tree.map(lambda x: x[None, :, None], out)
             runner, out = jax.lax.scan(
-                lambda r, _: seed_update(r), runner, None, length=updates_per_interval
+                lambda r, _: jax.vmap(update)(r), runner, None, length=updates_per_interval
             )
             return jax.tree.map(lambda x: x[None], (runner, out))
 

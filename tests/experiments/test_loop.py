@@ -183,3 +183,27 @@ def test_random_actions_of_both_space_kinds():
     assert a.shape == (1000, 2) and np.all(a[:, 1] >= 0) and np.all(a[:, 1] <= 5)
     d = random_actions(gymnasium.spaces.Discrete(3, start=1), jax.random.PRNGKey(0), 1000)
     assert set(np.unique(d)) == {1, 2, 3}
+
+
+@pytest.mark.parametrize("num_seeds", [1, 2])
+def test_device_loop_updates_the_replay_buffer_in_place(num_seeds):
+    # Each update writes one rollout into the buffer: if XLA copies the whole buffer instead
+    # (as it did when the single-seed carry was reshaped inside the scan), an update costs
+    # O(capacity) and a 1e5 buffer runs 200x slower.
+    from purerl.agents.registry import Context, get
+    from purerl.experiments.anakin import DeviceLoop
+
+    entry = get("dqn")
+    capacity = 4096
+    config = entry.config_class()(num_envs=1, buffer_size=capacity, learning_starts=64)
+    env, params = envs.make("CartPole-v1")
+    recipe = entry.recipe(config, Context(1, 100))
+    loop = DeviceLoop(recipe, env, params, 4, make_mesh(1), num_seeds=num_seeds)
+    loop.init()
+    hlo = loop._step.as_text()
+    copies = [
+        line
+        for line in hlo.splitlines()
+        if " copy(" in line and f"{capacity},4]" in line.split("copy(")[0]
+    ]
+    assert not copies, "\n".join(copies)
