@@ -185,15 +185,15 @@ def test_random_actions_of_both_space_kinds():
     assert set(np.unique(d)) == {1, 2, 3}
 
 
-@pytest.mark.parametrize("num_seeds", [1, 2])
-def test_device_loop_updates_the_replay_buffer_in_place(num_seeds):
-    # Each update writes one rollout into the buffer: if XLA copies the whole buffer instead
+@pytest.mark.parametrize("name,num_seeds", [("dqn", 1), ("dqn", 2), ("rainbow", 1)])
+def test_device_loop_updates_the_replay_buffer_in_place(name, num_seeds):
+    # Each update writes one rollout into the buffer: if XLA copies the observations instead
     # (as it did when the single-seed carry was reshaped inside the scan), an update costs
     # O(capacity) and a 1e5 buffer runs 200x slower.
     from purerl.agents.registry import Context, get
     from purerl.experiments.anakin import DeviceLoop
 
-    entry = get("dqn")
+    entry = get(name)
     capacity = 4096
     config = entry.config_class()(num_envs=1, buffer_size=capacity, learning_starts=64)
     env, params = envs.make("CartPole-v1")
