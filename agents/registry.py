@@ -97,6 +97,8 @@ def names() -> list[str]:
 register("ppo", "purerl.agents.ppo", "PPOConfig")
 register("dqn", "purerl.agents.dqn", "DQNConfig", off_policy=True)
 register("sac", "purerl.agents.sac", "SACConfig", off_policy=True)
+register("td3", "purerl.agents.td3", "TD3Config", off_policy=True)
+register("ddpg", "purerl.agents.td3", "DDPGConfig", off_policy=True)
 register("c51", "purerl.agents.dqn", "C51Config", off_policy=True)
 register("qrdqn", "purerl.agents.dqn", "QRDQNConfig", off_policy=True)
 register("rainbow", "purerl.agents.dqn", "RainbowConfig", off_policy=True)

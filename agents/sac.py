@@ -14,83 +14,48 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from purerl.agents.options import NetworkOptions, OptimizerOptions
+from purerl.agents.continuous import (
+    ActorCriticOptions,
+    critics_loss,
+    from_bounds,
+    replay_recipe,
+    to_bounds,
+)
 from purerl.agents.registry import Context, Recipe
 from purerl.core import (
-    DEVICE_AXIS,
     PRIORITIES,
     Agent,
     EnvSpec,
     Metrics,
     feed_forward,
     maybe_pmean,
-    per_device,
     require_box,
 )
 from purerl.networks import TanhGaussianPolicy, TwinQ
-from purerl.replay import Sample, Schedule
-from purerl.replay.options import ReplayOptions
+from purerl.replay import Sample
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SACConfig(ReplayOptions, NetworkOptions, OptimizerOptions):
-    """SAC hyperparameters (with the replay, network and optimizer settings of
-    `ReplayOptions`, `NetworkOptions` and `OptimizerOptions`; the optimizer serves the
-    policy, the critics and the temperature alike, and the critics are MLPs over the
-    observation and the action with the torso's widths).
+class SACConfig(ActorCriticOptions):
+    """SAC hyperparameters (with the settings every continuous actor-critic shares,
+    `ActorCriticOptions`; the optimizer serves the temperature too).
 
     Attributes:
-      actor_learning_rate: the policy optimizer's step size.
-      critic_learning_rate: the critics' optimizer's step size.
       alpha_learning_rate: the temperature optimizer's step size.
-      gamma: discount factor.
-      tau: Polyak step of the target critics after each gradient step.
       init_alpha: the entropy temperature at the start.
       autotune_alpha: learn the temperature so the policy's entropy tracks the target.
       target_entropy: the entropy target; None for `-action_dim`.
-      num_envs: environments stepped in parallel, over all devices.
-      train_frequency: vector env steps between updates.
-      gradient_steps: gradient steps per update (with `num_envs` 1 and `train_frequency` 1,
-        gradient steps per env step).
-
-    `learning_starts` env steps act uniformly at random before the policy acts and learning
-    begins; `prioritized` replay uses the critics' mean |TD error| as priorities.
     """
 
-    actor_learning_rate: float = 1e-3
-    critic_learning_rate: float = 1e-3
     alpha_learning_rate: float = 1e-3
-    gamma: float = 0.99
-    tau: float = 0.005
     init_alpha: float = 1.0
     autotune_alpha: bool = True
     target_entropy: float | None = None
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    kernel_init: str = "lecun_normal"
-    num_envs: int = 1
-    train_frequency: int = 1
-    gradient_steps: int = 1
-    buffer_size: int = 100_000
-    batch_size: int = 256
-    learning_starts: int = 1_000
 
     def __post_init__(self) -> None:
-        self.check_optimizer_options()
-        self.check_network()
-        self.check_replay()
-        for name in ("num_envs", "train_frequency", "gradient_steps"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(
-                    f"SACConfig.{name} must be a positive integer; got {getattr(self, name)}."
-                )
-        if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"SACConfig.tau must be in (0, 1]; got {self.tau}.")
+        super().__post_init__()
         if self.init_alpha <= 0:
             raise ValueError(f"SACConfig.init_alpha must be positive; got {self.init_alpha}.")
-
-    @property
-    def env_steps_per_update(self) -> int:
-        return self.num_envs * self.train_frequency
 
 
 @struct.dataclass
@@ -132,14 +97,9 @@ def critic_loss(
     Returns:
       `(loss[], td_error[2, B])`: the loss sums the critics' mean `0.5 * td^2`.
     """
-    chex.assert_rank([q_tm1, r_t, discount_t, q_t, log_prob_t], [2, 1, 1, 2, 1])
+    chex.assert_rank([q_t, log_prob_t], [2, 1])
     soft_v_t = jnp.min(q_t, axis=0) - alpha * log_prob_t
-    target = jax.lax.stop_gradient(r_t + discount_t * soft_v_t)
-    td = target[None] - q_tm1
-    losses = 0.5 * jnp.square(td)
-    if weights is not None:
-        losses = losses * weights[None]
-    return jnp.sum(jnp.mean(losses, axis=-1)), td
+    return critics_loss(q_tm1, r_t, discount_t, soft_v_t, weights)
 
 
 def actor_loss(q: jax.Array, log_prob: jax.Array, alpha: jax.Array) -> jax.Array:
@@ -171,14 +131,9 @@ def make(config: SACConfig, axis_name: str | None = None, num_updates: int | Non
     """
     total = num_updates * config.gradient_steps if num_updates else None
 
-    def optimizer(learning_rate: float) -> optax.GradientTransformation:
-        # Flattened: one update over a vector instead of one per parameter array (a
-        # network's dozen small leaves cost more in per-op overhead than in arithmetic).
-        return optax.flatten(config.make_optimizer(learning_rate, total))
-
-    actor_tx = optimizer(config.actor_learning_rate)
-    critic_tx = optimizer(config.critic_learning_rate)
-    alpha_tx = optimizer(config.alpha_learning_rate)
+    actor_tx = config.flat_optimizer(config.actor_learning_rate, total)
+    critic_tx = config.flat_optimizer(config.critic_learning_rate, total)
+    alpha_tx = config.flat_optimizer(config.alpha_learning_rate, total)
 
     def init(key: jax.Array, spec: EnvSpec) -> SACState:
         low, high = require_box(spec.action_space, "SAC")
@@ -217,8 +172,7 @@ def make(config: SACConfig, axis_name: str | None = None, num_updates: int | Non
             action = jnp.tanh(dist.distribution.mean())
         else:
             action = dist.sample(seed=key)
-        # From [-1, 1] to the action space's bounds.
-        return state.low + 0.5 * (action + 1.0) * (state.high - state.low), {}
+        return to_bounds(action, state.low, state.high), {}
 
     def target_entropy(state: SACState) -> float:
         if config.target_entropy is not None:
@@ -230,7 +184,7 @@ def make(config: SACConfig, axis_name: str | None = None, num_updates: int | Non
         next_key, actor_key = jax.random.split(key)
         alpha = jnp.exp(state.log_alpha)
         # The stored actions, back from the env's bounds to [-1, 1].
-        action = 2.0 * (batch.action - state.low) / (state.high - state.low) - 1.0
+        action = from_bounds(batch.action, state.low, state.high)
         discount_t = config.gamma * (1.0 - batch.terminated.astype(jnp.float32))
 
         next_action, next_log_prob = state.actor.apply(
@@ -308,11 +262,5 @@ def make(config: SACConfig, axis_name: str | None = None, num_updates: int | Non
 
 
 def recipe(config: SACConfig, context: Context) -> Recipe:
-    """SAC's data path (uniform or prioritised replay, one shard per device) and schedule
-    (`gradient_steps` every `train_frequency` vector steps, after `learning_starts` random
-    steps)."""
-    num_envs = per_device(config.num_envs, "--num-envs", context.num_devices)
-    data = config.replay(context.num_devices, context.num_updates * config.gradient_steps)
-    agent = make(config, axis_name=DEVICE_AXIS, num_updates=context.num_updates)
-    schedule = Schedule(config.train_frequency, config.gradient_steps, config.learning_starts)
-    return Recipe(agent, data, schedule, config.num_envs if context.host else num_envs)
+    """SAC's replay data path and schedule (`continuous.replay_recipe`)."""
+    return replay_recipe(config, context, make)

@@ -3,6 +3,7 @@
 from purerl.networks.heads import (
     ActorCritic,
     CategoricalHead,
+    DeterministicPolicy,
     QHead,
     QNetwork,
     RecurrentActorCritic,
@@ -37,5 +38,6 @@ __all__ = [
     "ActorCritic",
     "RecurrentActorCritic",
     "TanhGaussianPolicy",
+    "DeterministicPolicy",
     "TwinQ",
 ]

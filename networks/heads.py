@@ -164,16 +164,30 @@ class _QFunction(nn.Module):
         return nn.Dense(1)(torso(x))[..., 0]
 
 
+class DeterministicPolicy(nn.Module):
+    """A deterministic policy `obs -> tanh(Dense(torso(obs)))` in `[-1, 1]^A` (DDPG's and
+    TD3's actor)."""
+
+    torso: nn.Module
+    action_dim: int
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return jnp.tanh(nn.Dense(self.action_dim, name="action")(self.torso(obs)))
+
+
 class TwinQ(nn.Module):
-    """Two independent Q-functions of (observation, action): `-> q[2, ...]` (Fujimoto et al.,
-    2018's clipped double Q; SAC's twin critics). Each is an MLP over the concatenation; the
-    two are one `nn.vmap`ped ensemble, so each layer is one batched matmul for both."""
+    """Independent Q-functions of (observation, action): `-> q[num_critics, ...]`; two by
+    default (Fujimoto et al., 2018's clipped double Q; SAC's and TD3's twin critics), one
+    for DDPG. Each is an MLP over the concatenation; they are one `nn.vmap`ped ensemble,
+    so each layer is one batched matmul for all."""
 
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
     num_obs_dims: int = 1
     layer_norm: bool = False
     kernel_init: str = "orthogonal"
+    num_critics: int = 2
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
@@ -187,7 +201,7 @@ class TwinQ(nn.Module):
             split_rngs={"params": True},
             in_axes=None,
             out_axes=0,
-            axis_size=2,
+            axis_size=self.num_critics,
         )
         return ensemble(
             tuple(self.hidden_sizes), self.activation, self.layer_norm, self.kernel_init
@@ -202,5 +216,6 @@ __all__ = [
     "ActorCritic",
     "RecurrentActorCritic",
     "TanhGaussianPolicy",
+    "DeterministicPolicy",
     "TwinQ",
 ]

@@ -37,6 +37,28 @@ def replay_sample(items):
     return Sample(items, jnp.arange(n, dtype=jnp.int32), jnp.ones((n,), jnp.float32))
 
 
+PENDULUM_SPEC = EnvSpec(
+    gymnasium.spaces.Box(-8.0, 8.0, (3,), np.float32),
+    gymnasium.spaces.Box(-2.0, 2.0, (1,), np.float32),
+)
+
+
+def pendulum_batch(key, n=16):
+    """A replay sample of `n` random Pendulum-like transitions (actions in [-2, 2])."""
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    return replay_sample(
+        Transition(
+            obs=jax.random.normal(k1, (n, 3)),
+            action=jax.random.uniform(k2, (n, 1), minval=-2.0, maxval=2.0),
+            reward=jax.random.normal(k3, (n,)),
+            terminated=jnp.zeros((n,), bool),
+            truncated=jnp.zeros((n,), bool),
+            next_obs=jax.random.normal(k4, (n, 3)),
+            extras={},
+        )
+    )
+
+
 def data_parallel(learn, num_devices, batch_axis):
     """`learn` under `shard_map` over `num_devices` CPU devices, the batch split on `batch_axis`."""
     mesh = Mesh(np.asarray(jax.devices()[:num_devices]), (AXIS,))

@@ -5,30 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from purerl.agents import sac
-from purerl.core import EnvSpec, Transition
+from purerl.core import EnvSpec
 
-from tests.helpers import replay_sample
+from tests.helpers import PENDULUM_SPEC
+from tests.helpers import pendulum_batch as batch
 
-PENDULUM_SPEC = EnvSpec(
-    gymnasium.spaces.Box(-8.0, 8.0, (3,), np.float32),
-    gymnasium.spaces.Box(-2.0, 2.0, (1,), np.float32),
-)
 SMALL = sac.SACConfig(hidden_sizes=(32, 32), batch_size=16, buffer_size=64, learning_starts=16)
-
-
-def batch(key, n=16):
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    return replay_sample(
-        Transition(
-            obs=jax.random.normal(k1, (n, 3)),
-            action=jax.random.uniform(k2, (n, 1), minval=-2.0, maxval=2.0),
-            reward=jax.random.normal(k3, (n,)),
-            terminated=jnp.zeros((n,), bool),
-            truncated=jnp.zeros((n,), bool),
-            next_obs=jax.random.normal(k4, (n, 3)),
-            extras={},
-        )
-    )
 
 
 def test_critic_loss_by_hand():
