@@ -159,7 +159,7 @@ def require_discrete(space: gymnasium.spaces.Space, agent: str) -> int:
         raise ValueError(
             f"{agent} needs a discrete action space (gymnasium.spaces.Discrete), but the "
             f"environment's action space is {space}. Use an agent for continuous actions "
-            "(sac) or an environment with discrete actions."
+            "(sac, td3, ddpg, ppo) or an environment with discrete actions."
         )
     if int(space.start) != 0:
         raise ValueError(f"{agent} needs actions numbered from 0; got {space}.")

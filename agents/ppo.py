@@ -1,6 +1,12 @@
-"""Proximal Policy Optimisation (Schulman et al., 2017) for discrete actions, with GAE
-(Schulman et al., 2016) and the clipped surrogate objective from rlax; feed-forward, or
-recurrent (an LSTM or GRU core, trained by backpropagation through each rollout)."""
+"""Proximal Policy Optimisation (Schulman et al., 2017), with GAE (Schulman et al., 2016) and
+the clipped surrogate objective from rlax; feed-forward, or recurrent (an LSTM or GRU core,
+trained by backpropagation through each rollout).
+
+The action space chooses the policy: categorical for `Discrete` actions; for a bounded `Box`
+(feed-forward only), a diagonal Gaussian with a state-independent log-std over the
+normalised actions `[-1, 1]^A`, whose samples are clipped to `[-1, 1]` and rescaled to the
+bounds before the env sees them. The unclipped sample is kept in the rollout's extras
+(`raw_action`), so the ratio is taken on what the policy really drew."""
 
 from __future__ import annotations
 
@@ -11,11 +17,13 @@ from typing import Any
 import chex
 import distrax
 import flax.linen as nn
+import gymnasium
 import jax
 import jax.numpy as jnp
 import optax
 import rlax
 from flax import struct
+from purerl.agents.continuous import to_bounds
 from purerl.agents.options import NetworkOptions, OptimizerOptions
 from purerl.agents.registry import Context, Recipe
 from purerl.core import (
@@ -26,6 +34,7 @@ from purerl.core import (
     Transition,
     maybe_pmean,
     per_device,
+    require_box,
     require_discrete,
     reset_carry,
 )
@@ -55,6 +64,8 @@ class PPOConfig(NetworkOptions, OptimizerOptions):
         recurrent torso, `num_envs` per device: its minibatches are whole env sequences).
       num_envs: environments stepped in parallel, over all devices.
       num_steps: steps per environment in each rollout.
+      log_std_init: continuous actions: the Gaussian policy's log-std at the start (in
+        units of half the action range).
     """
 
     learning_rate: float = 2.5e-4
@@ -73,6 +84,7 @@ class PPOConfig(NetworkOptions, OptimizerOptions):
     activation: str = "tanh"
     num_envs: int = 8
     num_steps: int = 64
+    log_std_init: float = 0.0
 
     def __post_init__(self) -> None:
         self.check_optimizer_options()
@@ -113,12 +125,17 @@ class PPOConfig(NetworkOptions, OptimizerOptions):
         return self.rollout_size // self.num_minibatches
 
 
+RAW_ACTION = "raw_action"  # Continuous PPO's extras: the Gaussian sample before clipping.
+
+
 @struct.dataclass
 class PPOState:
     params: Any  # Actor-critic parameters.
     opt_state: optax.OptState
     steps: jax.Array  # [] int32, learner updates (rollouts learned from) so far.
     network: nn.Module = struct.field(pytree_node=False)
+    low: jax.Array | None = None  # [A] a Box action space's bounds; None for Discrete.
+    high: jax.Array | None = None
 
 
 def gae_advantages(
@@ -183,7 +200,8 @@ def ppo_loss(
     """
     chex.assert_equal_shape([advantages, targets, batch.extras["value"]])
     pi, value = forward(params, batch)
-    log_prob = pi.log_prob(batch.action)
+    # Continuous actions: the policy's own sample, before it was clipped to the bounds.
+    log_prob = pi.log_prob(batch.extras.get(RAW_ACTION, batch.action))
     ratio = jnp.exp(log_prob - batch.extras["log_prob"])
     pg_loss = rlax.clipped_surrogate_pg_loss(ratio.reshape(-1), advantages.reshape(-1), clip_eps)
 
@@ -252,19 +270,37 @@ def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | Non
     recurrent = config.recurrent
 
     def init(key: jax.Array, spec: EnvSpec) -> PPOState:
-        num_actions = require_discrete(spec.action_space, "PPO")
         shape = spec.observation_space.shape
         if shape is None:
             raise ValueError(f"PPO needs array observations; got {spec.observation_space}.")
+        low = high = None
+        if isinstance(spec.action_space, gymnasium.spaces.Box):
+            low, high = require_box(spec.action_space, "PPO")
+            if recurrent:
+                raise ValueError(
+                    "PPO with a recurrent torso has a categorical policy only, and the action "
+                    f"space is {spec.action_space}; use --torso mlp (or auto) for continuous "
+                    "actions."
+                )
+            num_actions = int(low.shape[0])
+        else:
+            num_actions = require_discrete(spec.action_space, "PPO")
 
         obs = jnp.zeros((1,) + tuple(shape), spec.observation_space.dtype)
         if recurrent:
             network = RecurrentActorCritic(config.make_torso(shape), num_actions)
             params = network.init(key, network.initialize_carry(1), obs)
         else:
-            network = ActorCritic(config.make_torso(shape), config.make_torso(shape), num_actions)
+            network = ActorCritic(
+                config.make_torso(shape),
+                config.make_torso(shape),
+                num_actions,
+                continuous=low is not None,
+                log_std_init=config.log_std_init,
+            )
             params = network.init(key, obs)
-        return PPOState(params, tx.init(params), jnp.zeros((), jnp.int32), network)
+        bounds = (None, None) if low is None else (jnp.asarray(low), jnp.asarray(high))
+        return PPOState(params, tx.init(params), jnp.zeros((), jnp.int32), network, *bounds)
 
     def initial_carry(batch_size: int) -> Any:
         if not recurrent:
@@ -278,6 +314,13 @@ def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | Non
             carry, (pi, value) = state.network.apply(state.params, carry, obs)
         else:
             pi, value = state.network.apply(state.params, obs)
+        if state.low is not None:  # A Gaussian over [-1, 1]^A, clipped and rescaled.
+            if deterministic:
+                return to_bounds(jnp.clip(pi.mode(), -1, 1), state.low, state.high), carry, {}
+            raw = pi.sample(seed=key)
+            action = to_bounds(jnp.clip(raw, -1.0, 1.0), state.low, state.high)
+            extras = {"log_prob": pi.log_prob(raw), "value": value, RAW_ACTION: raw}
+            return action, carry, extras
         if deterministic:
             return pi.mode().astype(jnp.int32), carry, {}
         action = pi.sample(seed=key)

@@ -81,6 +81,23 @@ class CategoricalHead(nn.Module):
         return distrax.Categorical(logits=logits)
 
 
+class GaussianHead(nn.Module):
+    """A diagonal Gaussian policy over `R^A` with a state-independent log-std (a learned
+    parameter, starting at `log_std_init`), as continuous-action PPO uses; small init so
+    the first policy's mean is near 0."""
+
+    action_dim: int
+    log_std_init: float = 0.0
+
+    @nn.compact
+    def __call__(self, features: jax.Array) -> distrax.MultivariateNormalDiag:
+        mean = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(0.01))(features)
+        log_std = self.param(
+            "log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,)
+        )
+        return distrax.MultivariateNormalDiag(mean, jnp.broadcast_to(jnp.exp(log_std), mean.shape))
+
+
 class ValueHead(nn.Module):
     """A scalar state value `[...]`."""
 
@@ -90,14 +107,21 @@ class ValueHead(nn.Module):
 
 
 class ActorCritic(nn.Module):
-    """Separate torsos for a categorical policy and a value: `obs -> (pi, v[...])`."""
+    """Separate torsos for a policy and a value: `obs -> (pi, v[...])`; the policy is
+    categorical over `num_actions`, or with `continuous` a Gaussian over `R^num_actions`
+    (`GaussianHead`)."""
 
     actor_torso: nn.Module
     critic_torso: nn.Module
     num_actions: int
+    continuous: bool = False
+    log_std_init: float = 0.0
 
     def setup(self) -> None:
-        self.policy_head = CategoricalHead(self.num_actions)
+        if self.continuous:
+            self.policy_head = GaussianHead(self.num_actions, self.log_std_init)
+        else:
+            self.policy_head = CategoricalHead(self.num_actions)
         self.value_head = ValueHead()
 
     def __call__(self, obs: jax.Array) -> tuple[distrax.Categorical, jax.Array]:
@@ -212,6 +236,7 @@ __all__ = [
     "QHead",
     "QNetwork",
     "CategoricalHead",
+    "GaussianHead",
     "ValueHead",
     "ActorCritic",
     "RecurrentActorCritic",

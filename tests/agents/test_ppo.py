@@ -168,10 +168,103 @@ def test_gradients_are_finite_and_zero_through_old_policy_terms():
     assert np.all(np.isfinite(jax.grad(loss_of_old_log_prob)(flat.extras["log_prob"])))
 
 
-def test_continuous_actions_are_refused():
-    spec = EnvSpec(CARTPOLE_SPEC.observation_space, gymnasium.spaces.Box(-1, 1, (1,)))
-    with pytest.raises(ValueError, match="PPO needs a discrete action space"):
-        ppo.make(ppo.PPOConfig(lr_schedule="constant")).init(jax.random.PRNGKey(0), spec)
+PENDULUM_SPEC = EnvSpec(
+    gymnasium.spaces.Box(-8.0, 8.0, (3,), np.float32),
+    gymnasium.spaces.Box(-2.0, 2.0, (1,), np.float32),
+)
+
+
+def test_gaussian_log_probabilities_by_hand():
+    from purerl.networks import GaussianHead, TanhGaussianPolicy
+
+    head = GaussianHead(2, log_std_init=np.log(2.0))
+    params = head.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)))
+    params = jax.tree.map(jnp.zeros_like, params)  # Mean 0; the log-std parameter now log 1.
+    pi = head.apply(params, jnp.zeros((1, 3)))
+    x = jnp.array([[0.5, -1.0]])
+    # Two independent N(0, 1): -0.5 * (0.25 + 1) - log(2 pi).
+    np.testing.assert_allclose(pi.log_prob(x), -0.625 - np.log(2 * np.pi), rtol=1e-6)
+    np.testing.assert_allclose(pi.entropy(), 1 + np.log(2 * np.pi), rtol=1e-6)
+    # The initial std is exp(log_std_init).
+    fresh = head.apply(head.init(jax.random.PRNGKey(0), jnp.zeros((1, 3))), jnp.zeros((1, 3)))
+    np.testing.assert_allclose(fresh.stddev(), [[2.0, 2.0]], rtol=1e-6)
+
+    class Identity(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return x
+
+    tanh = TanhGaussianPolicy(Identity(), 1)
+    params = jax.tree.map(jnp.zeros_like, tanh.init(jax.random.PRNGKey(0), jnp.zeros((1, 2))))
+    y = jnp.array([[0.5]])  # tanh of u = atanh(0.5), u ~ N(0, 1): log N(u) - log(1 - y^2).
+    u = np.arctanh(0.5)
+    hand = -0.5 * u**2 - 0.5 * np.log(2 * np.pi) - np.log(1 - 0.25)
+    np.testing.assert_allclose(tanh.apply(params, jnp.zeros((1, 2))).log_prob(y), [hand], rtol=1e-5)
+
+
+def test_continuous_actions_are_a_clipped_rescaled_gaussian():
+    config = ppo.PPOConfig(lr_schedule="constant", hidden_sizes=(16,), log_std_init=0.5)
+    agent = ppo.make(config)
+    state = agent.init(jax.random.PRNGKey(0), PENDULUM_SPEC)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (4000, 3))
+    action, _, extras = jax.jit(agent.act)(state, (), obs, jax.random.PRNGKey(2))
+    raw = extras["raw_action"]
+    chex.assert_shape([action, raw], (4000, 1))
+    np.testing.assert_allclose(action, 2.0 * jnp.clip(raw, -1.0, 1.0), atol=1e-6)
+    assert float(jnp.std(raw)) == pytest.approx(np.exp(0.5), rel=0.05)
+    assert float(jnp.max(jnp.abs(action))) == pytest.approx(2.0)  # Clipped at the bounds.
+    pi, _ = state.network.apply(state.params, obs)
+    np.testing.assert_allclose(extras["log_prob"], pi.log_prob(raw), rtol=1e-6)
+    mode, _, _ = agent.act(state, (), obs, jax.random.PRNGKey(2), deterministic=True)
+    np.testing.assert_allclose(mode, 2.0 * jnp.clip(pi.mode(), -1.0, 1.0), atol=1e-6)
+
+
+def test_continuous_learn_takes_the_ratio_on_the_raw_sample():
+    agent = ppo.make(ppo.PPOConfig(lr_schedule="constant", hidden_sizes=(16,), num_envs=4))
+    state = agent.init(jax.random.PRNGKey(0), PENDULUM_SPEC)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (8, 4, 3))
+    action, _, extras = jax.vmap(agent.act, in_axes=(None, None, 0, 0))(
+        state, (), obs, jax.random.split(jax.random.PRNGKey(2), 8)
+    )
+    rollout = Transition(
+        obs,
+        action,
+        jnp.ones((8, 4)),
+        jnp.zeros((8, 4), bool),
+        jnp.zeros((8, 4), bool),
+        obs,
+        extras,
+    )
+    flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), rollout)
+    zeros = jnp.zeros((32,))
+    _, info = ppo.ppo_loss(
+        state.params,
+        lambda p, b: state.network.apply(p, b.obs),
+        flat,
+        zeros,
+        flat.extras["value"],
+        clip_eps=0.2,
+        clip_value=True,
+        vf_coef=0.5,
+        ent_coef=0.0,
+    )
+    # The policy that acted gives ratio 1 exactly, even where the action was clipped.
+    assert float(info["approx_kl"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(info["clip_fraction"]) == 0.0
+    new, metrics = jax.jit(agent.learn)(state, rollout, jax.random.PRNGKey(3))
+    assert all(np.isfinite(v) for v in jax.tree.leaves(metrics))
+    assert int(new.steps) == 1
+
+
+def test_recurrent_continuous_ppo_is_refused():
+    agent = ppo.make(ppo.PPOConfig(lr_schedule="constant", torso="lstm", num_minibatches=2))
+    with pytest.raises(ValueError, match="recurrent torso has a categorical policy only"):
+        agent.init(jax.random.PRNGKey(0), PENDULUM_SPEC)
+    unbounded = EnvSpec(
+        PENDULUM_SPEC.observation_space, gymnasium.spaces.Box(-np.inf, np.inf, (1,))
+    )
+    with pytest.raises(ValueError, match="must be finite"):
+        ppo.make(ppo.PPOConfig(lr_schedule="constant")).init(jax.random.PRNGKey(0), unbounded)
 
 
 def test_bad_config_is_a_clear_error():

@@ -180,6 +180,30 @@ def test_ppo_learns_cartpole(tmp_path):
 
 
 @pytest.mark.slow
+def test_ppo_learns_pendulum_with_continuous_actions(tmp_path):
+    run = RunConfig(
+        env="Pendulum-v1",
+        total_timesteps=500_000,
+        num_logs=4,
+        run_dir=str(tmp_path / "ppo"),
+        quiet=True,
+        num_devices=1,
+        plot=False,
+    )
+    config = PPOConfig(
+        num_envs=16,
+        num_steps=128,
+        update_epochs=10,
+        num_minibatches=32,
+        learning_rate=3e-4,
+        gamma=0.95,
+        ent_coef=0.0,
+    )
+    summary = ppo.run(run, config)
+    assert summary["final_return"][0] >= -500  # Random actions score about -1200.
+
+
+@pytest.mark.slow
 def test_dqn_learns_cartpole(tmp_path):
     run = RunConfig(
         total_timesteps=500_000, run_dir=str(tmp_path / "dqn"), quiet=True, num_devices=1
