@@ -125,6 +125,34 @@ class PPOConfig(NetworkOptions, OptimizerOptions):
         return self.rollout_size // self.num_minibatches
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class A2CConfig(PPOConfig):
+    """A2C (Mnih et al., 2016's synchronous advantage actor-critic) as PPO's learner: one
+    gradient step on each whole rollout. The clipped surrogate's gradient at ratio 1 (the
+    policy that acted, before any step) is exactly the policy gradient `-grad log pi * A`,
+    and the clipped value loss equals the plain one there, so no term is clipped. Short
+    rollouts, many envs, n-step returns (`gae_lambda=1`) and no advantage normalisation, as
+    in A2C; a larger step size than PPO's (CartPole-v1, 1e6 steps, seeds 0-9: every seed at
+    475 or more with 2e-3, 9 of 10 with 1e-3, 4 of 5 with 7e-4)."""
+
+    learning_rate: float = 2e-3
+    update_epochs: int = 1
+    num_minibatches: int = 1
+    num_envs: int = 16
+    num_steps: int = 5
+    gae_lambda: float = 1.0
+    normalize_advantages: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.update_epochs != 1 or self.num_minibatches != 1:
+            raise ValueError(
+                "A2C takes one gradient step per rollout (--update-epochs 1 --num-minibatches "
+                f"1); got {self.update_epochs} epochs x {self.num_minibatches} minibatches. "
+                "For more, use ppo."
+            )
+
+
 RAW_ACTION = "raw_action"  # Continuous PPO's extras: the Gaussian sample before clipping.
 
 

@@ -267,6 +267,35 @@ def test_recurrent_continuous_ppo_is_refused():
         ppo.make(ppo.PPOConfig(lr_schedule="constant")).init(jax.random.PRNGKey(0), unbounded)
 
 
+def test_a2c_step_is_the_plain_policy_gradient():
+    # One step on the whole rollout: the clipped surrogate at ratio 1 has the gradient of
+    # -mean(log pi(a|s) * A), and the clipped value loss equals the plain one.
+    config = ppo.A2CConfig(lr_schedule="constant", hidden_sizes=(8,), num_envs=4)
+    agent = ppo.make(config)
+    state = agent.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (16, 4))
+    pi, value = state.network.apply(state.params, obs)
+    action = pi.sample(seed=jax.random.PRNGKey(2))
+    batch = transitions(jax.random.PRNGKey(3), (16,))._replace(
+        obs=obs, action=action, extras={"log_prob": pi.log_prob(action), "value": value}
+    )
+    adv = jax.random.normal(jax.random.PRNGKey(4), (16,))
+    targets = jax.random.normal(jax.random.PRNGKey(5), (16,))
+
+    def a2c(params):
+        pi, v = state.network.apply(params, obs)
+        return -jnp.mean(pi.log_prob(action) * adv) + 0.5 * 0.5 * jnp.mean((v - targets) ** 2)
+
+    def surrogate(params):
+        forward = lambda p, b: state.network.apply(p, b.obs)  # noqa: E731
+        kwargs = dict(clip_eps=0.2, clip_value=True, vf_coef=0.5, ent_coef=0.0)
+        return ppo.ppo_loss(params, forward, batch, adv, targets, **kwargs)[0]
+
+    chex.assert_trees_all_close(jax.grad(surrogate)(state.params), jax.grad(a2c)(state.params))
+    with pytest.raises(ValueError, match="A2C takes one gradient step per rollout"):
+        ppo.A2CConfig(update_epochs=4)
+
+
 def test_bad_config_is_a_clear_error():
     with pytest.raises(ValueError, match="num_envs must be a positive integer"):
         ppo.PPOConfig(num_envs=0)

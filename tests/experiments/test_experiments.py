@@ -204,6 +204,16 @@ def test_ppo_learns_pendulum_with_continuous_actions(tmp_path):
 
 
 @pytest.mark.slow
+def test_a2c_learns_cartpole(tmp_path):
+    entry = registry.get("a2c")
+    run = RunConfig(
+        total_timesteps=1_000_000, run_dir=str(tmp_path / "a2c"), quiet=True, num_devices=1
+    )
+    summary = train(entry, run, entry.config_class()())
+    assert summary["final_return"][0] >= 475
+
+
+@pytest.mark.slow
 def test_dqn_learns_cartpole(tmp_path):
     run = RunConfig(
         total_timesteps=500_000, run_dir=str(tmp_path / "dqn"), quiet=True, num_devices=1
