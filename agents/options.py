@@ -25,6 +25,8 @@ class NetworkOptions:
       activation: activation of the hidden layers.
       layer_norm: layer normalisation in the torso's dense layers.
       kernel_init: the torso's initializer ("orthogonal", "lecun_normal", ...).
+      normalize_observations: feed the agent observations normalised by running statistics
+        kept in its state (`purerl.agents.normalize`), on either loop.
     """
 
     torso: str = "auto"
@@ -32,6 +34,7 @@ class NetworkOptions:
     activation: str = "relu"
     layer_norm: bool = False
     kernel_init: str = "orthogonal"
+    normalize_observations: bool = False
 
     def check_network(self, recurrent_ok: bool = False) -> None:
         """Clear errors for a network the agent cannot build."""

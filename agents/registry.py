@@ -12,7 +12,7 @@ import importlib
 from types import ModuleType
 from typing import Any, NamedTuple
 
-from purerl.core import Agent
+from purerl.core import DEVICE_AXIS, Agent
 from purerl.replay.base import DataPath, Schedule
 
 
@@ -70,7 +70,14 @@ class Entry(NamedTuple):
         return getattr(self.load(), self.config)
 
     def recipe(self, config: Any, context: Context) -> Recipe:
-        return self.load().recipe(config, context)
+        """The module's recipe, its agent wrapped by the options every agent has (observation
+        normalisation)."""
+        recipe = self.load().recipe(config, context)
+        if getattr(config, "normalize_observations", False):
+            from purerl.agents.normalize import normalize_observations
+
+            recipe = recipe._replace(agent=normalize_observations(recipe.agent, DEVICE_AXIS))
+        return recipe
 
 
 _REGISTRY: dict[str, Entry] = {}

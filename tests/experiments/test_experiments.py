@@ -457,6 +457,32 @@ def test_continuous_agents_run_on_the_host_loop_and_their_policies_load(tmp_path
     assert action.shape == (3, 1) and np.all(np.abs(action) <= 2.0)
 
 
+@pytest.mark.parametrize("env", ["CartPole-v1", "gymnasium:CartPole-v1"])
+def test_normalised_observations_reach_the_saved_policy(tmp_path, env):
+    import jax
+    import purerl
+    from purerl.agents import ppo as ppo_agent
+    from purerl.agents.normalize import NormalizedState, normalized
+    from purerl.experiments.policy import load_agent
+
+    run = RunConfig(
+        env=env, total_timesteps=1024, num_logs=2, run_dir=str(tmp_path / "n"), quiet=True
+    )
+    config = dataclasses.replace(SMALL_PPO, normalize_observations=True)
+    ppo.run(run, config)
+    agent, states, _ = load_agent(tmp_path / "n")
+    assert isinstance(states, NormalizedState)
+    assert float(states.obs_stats.count[0]) == 1024  # Every observation learned from.
+    state = jax.tree.map(lambda x: x[0], states)
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32) * 3
+    key = jax.random.PRNGKey(0)
+    action = purerl.load_policy(tmp_path / "n")(obs, key)
+    inner = ppo_agent.make(config, num_updates=1)
+    scaled = normalized(state.obs_stats, obs, 10.0)
+    expected = inner.act(state.agent_state, (), scaled, key, deterministic=True)[0]
+    np.testing.assert_array_equal(action, expected)
+
+
 def test_the_compile_cache_is_created_and_reused(tmp_path):
     # A subprocess each: JAX sets its cache up once per process.
     cache = tmp_path / "cache"
