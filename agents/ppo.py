@@ -166,6 +166,19 @@ class PPOState:
     high: jax.Array | None = None
 
 
+def fold_episode_ends(
+    r_t: jax.Array, terminated_t: jax.Array, truncated_t: jax.Array, v_t: jax.Array, gamma: float
+) -> tuple[jax.Array, jax.Array]:
+    """Rewards and discounts `[T]` of a rollout of auto-resetting envs, for a backward
+    recursion (GAE, V-trace) that must not read across an episode end: a terminated step's
+    discount is 0; a truncated step's too, its reward taking `gamma * v(final observation)`
+    (`v_t` there), so it still bootstraps from where the episode was cut."""
+    terminated_t = terminated_t.astype(jnp.float32)
+    truncated_t = truncated_t.astype(jnp.float32) * (1.0 - terminated_t)
+    r_t = r_t + gamma * truncated_t * v_t
+    return r_t, gamma * (1.0 - jnp.maximum(terminated_t, truncated_t))
+
+
 def gae_advantages(
     r_t: jax.Array,
     terminated_t: jax.Array,
@@ -195,11 +208,7 @@ def gae_advantages(
       advantages `[T]`.
     """
     chex.assert_rank([r_t, terminated_t, truncated_t, v_tm1, v_t], 1)
-    terminated_t = terminated_t.astype(jnp.float32)
-    truncated_t = truncated_t.astype(jnp.float32) * (1.0 - terminated_t)
-    done_t = jnp.maximum(terminated_t, truncated_t)
-    r_t = r_t + gamma * truncated_t * v_t
-    discount_t = gamma * (1.0 - done_t)
+    r_t, discount_t = fold_episode_ends(r_t, terminated_t, truncated_t, v_t, gamma)
     values = jnp.concatenate([v_tm1, v_t[-1:]])
     return rlax.truncated_generalized_advantage_estimation(r_t, discount_t, gae_lambda, values)
 
@@ -282,37 +291,36 @@ def _minibatches(x: jax.Array, perm: jax.Array, num: int, axis: int) -> jax.Arra
     return jnp.moveaxis(x, axis, 0)
 
 
-def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | None = None) -> Agent:
-    """Builds a PPO agent.
+def actor_critic(
+    config: Any, tx: optax.GradientTransformation, name: str = "PPO"
+) -> tuple[Callable[..., PPOState], Callable[..., Any], Callable[[int], Any]]:
+    """The `(init, act, initial_carry)` PPO, A2C and IMPALA share: an actor-critic network
+    (categorical, or Gaussian for a `Box` action space; recurrent if `config.recurrent`) and
+    acting that records the behaviour policy's `log_prob` and `value` in the extras.
 
     Args:
-      config: the hyperparameters.
-      num_updates: learner updates (rollouts) in the whole run; the horizon of a decaying
-        `lr_schedule`.
-      axis_name: a named device axis to average gradients and advantage statistics
-        over (data-parallel learner).
+      config: a config with `NetworkOptions`, `log_std_init` and `recurrent`.
+      tx: the optimizer whose state `init` creates.
+      name: the agent's name in error messages.
     """
-    steps_per_update = config.update_epochs * config.num_minibatches
-    total = num_updates * steps_per_update if num_updates else None
-    tx = optax.flatten(config.make_optimizer(config.learning_rate, total))
     recurrent = config.recurrent
 
     def init(key: jax.Array, spec: EnvSpec) -> PPOState:
         shape = spec.observation_space.shape
         if shape is None:
-            raise ValueError(f"PPO needs array observations; got {spec.observation_space}.")
+            raise ValueError(f"{name} needs array observations; got {spec.observation_space}.")
         low = high = None
         if isinstance(spec.action_space, gymnasium.spaces.Box):
-            low, high = require_box(spec.action_space, "PPO")
+            low, high = require_box(spec.action_space, name)
             if recurrent:
                 raise ValueError(
-                    "PPO with a recurrent torso has a categorical policy only, and the action "
+                    f"{name} with a recurrent torso has a categorical policy only, and the action "
                     f"space is {spec.action_space}; use --torso mlp (or auto) for continuous "
                     "actions."
                 )
             num_actions = int(low.shape[0])
         else:
-            num_actions = require_discrete(spec.action_space, "PPO")
+            num_actions = require_discrete(spec.action_space, name)
 
         obs = jnp.zeros((1,) + tuple(shape), spec.observation_space.dtype)
         if recurrent:
@@ -353,6 +361,26 @@ def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | Non
             return pi.mode().astype(jnp.int32), carry, {}
         action = pi.sample(seed=key)
         return action.astype(jnp.int32), carry, {"log_prob": pi.log_prob(action), "value": value}
+
+    return init, act, initial_carry
+
+
+def make(config: PPOConfig, num_updates: int | None = None, axis_name: str | None = None) -> Agent:
+    """Builds a PPO agent.
+
+    Args:
+      config: the hyperparameters.
+      num_updates: learner updates (rollouts) in the whole run; the horizon of a decaying
+        `lr_schedule`.
+      axis_name: a named device axis to average gradients and advantage statistics
+        over (data-parallel learner).
+    """
+    steps_per_update = config.update_epochs * config.num_minibatches
+    total = num_updates * steps_per_update if num_updates else None
+    tx = optax.flatten(config.make_optimizer(config.learning_rate, total))
+    recurrent = config.recurrent
+
+    init, act, initial_carry = actor_critic(config, tx)
 
     def normalize(adv: jax.Array) -> jax.Array:
         mean = maybe_pmean(jnp.mean(adv), axis_name)

@@ -103,6 +103,7 @@ def names() -> list[str]:
 
 register("ppo", "purerl.agents.ppo", "PPOConfig")
 register("a2c", "purerl.agents.ppo", "A2CConfig")
+register("impala", "purerl.agents.impala", "IMPALAConfig")
 register("dqn", "purerl.agents.dqn", "DQNConfig", off_policy=True)
 register("sac", "purerl.agents.sac", "SACConfig", off_policy=True)
 register("td3", "purerl.agents.td3", "TD3Config", off_policy=True)

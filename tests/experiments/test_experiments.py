@@ -204,13 +204,31 @@ def test_ppo_learns_pendulum_with_continuous_actions(tmp_path):
 
 
 @pytest.mark.slow
-def test_a2c_learns_cartpole(tmp_path):
-    entry = registry.get("a2c")
+@pytest.mark.parametrize("name", ["a2c", "impala"])
+def test_actor_critics_learn_cartpole(tmp_path, name):
+    entry = registry.get(name)
     run = RunConfig(
-        total_timesteps=1_000_000, run_dir=str(tmp_path / "a2c"), quiet=True, num_devices=1
+        total_timesteps=1_000_000, run_dir=str(tmp_path / name), quiet=True, num_devices=1
     )
     summary = train(entry, run, entry.config_class()())
     assert summary["final_return"][0] >= 475
+
+
+def test_impala_actors_run_ahead_on_the_host_loop_and_vtrace_sees_it(tmp_path):
+    entry = registry.get("impala")
+    run = RunConfig(
+        env="gymnasium:CartPole-v1",
+        total_timesteps=8 * 20 * 24,
+        num_logs=2,
+        run_dir=str(tmp_path / "impala"),
+        quiet=True,
+        max_staleness=3,
+    )
+    summary = train(entry, run, entry.config_class()(num_envs=8, hidden_sizes=(16,)))
+    assert summary["loop"] == "host"
+    rho = [float(row["rho_mean"]) for row in metrics(tmp_path / "impala")]
+    # Rollouts acted by older parameters than the learner's: ratios away from 1.
+    assert all(np.isfinite(rho)) and any(abs(r - 1.0) > 1e-4 for r in rho)
 
 
 @pytest.mark.slow
