@@ -143,9 +143,10 @@ def resolve(name: str, **kwargs: Any) -> tuple[str, Any]:
 
     Returns:
       `("device", (env, params))` for a JAX environment (gymnax id, Gymnasium functional
-      JAX id, or a user's JAX env from `module:Attr`), or `("host", env_fn)` for a Python
-      one: `gymnasium:ID` (also `gymnasium:my_pkg.envs:MyEnv-v0`, which imports `my_pkg.envs`
-      first, as `gymnasium.make` does), a Gymnasium id no JAX environment has, or a
+      JAX id, `brax:NAME`, or a user's JAX env from `module:Attr`), or `("host", env_fn)`
+      for a Python one: `gymnasium:ID` (also `gymnasium:my_pkg.envs:MyEnv-v0`, which
+      imports `my_pkg.envs` first, as `gymnasium.make` does), a Gymnasium id no JAX
+      environment has, or a
       `module:Attr` naming a `gymnasium.Env` or `dm_env.Environment` class or factory.
       `env_fn()` makes one new environment.
     """
@@ -153,6 +154,10 @@ def resolve(name: str, **kwargs: Any) -> tuple[str, Any]:
         raise ValueError(f"An environment name must be a non-empty string; got {name!r}.")
     if name.startswith("gymnasium:"):
         return "host", _gymnasium_fn(name.removeprefix("gymnasium:"), kwargs)
+    if name.startswith("brax:"):
+        from purerl.envs.brax_env import make_brax
+
+        return "device", make_brax(name.removeprefix("brax:"), **kwargs)
     if ":" in name:
         obj = _load_attr(name)
         host = _host_fn(obj, name, kwargs)
