@@ -100,7 +100,7 @@ def smoothed_target_action(
 ) -> jax.Array:
     """TD3's target policy smoothing: `clip(action + clip(N(0, noise), +-noise_clip), -1, 1)`
     (the action unchanged where `noise` is 0)."""
-    if noise == 0:
+    if isinstance(noise, int | float) and noise == 0:  # (A swept noise is traced.)
         return action
     eps = jnp.clip(noise * jax.random.normal(key, action.shape), -noise_clip, noise_clip)
     return jnp.clip(action + eps, -1.0, 1.0)

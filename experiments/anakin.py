@@ -137,6 +137,11 @@ class DeviceLoop:
       mesh: the device mesh (see `make_mesh`).
       seed: the first seed.
       num_seeds: seeds vmapped in one program.
+      sweep: a hyperparameter sweep trained in the same program: `(values, recipe_for)`,
+        where `values` `[num_seeds, H]` holds each vmapped run's swept hyperparameters and
+        `recipe_for(row)` makes the recipe with a traced row of them (it must differ from
+        `recipe` only in those values). Run `i` then uses seed `seed + i % seeds_per_config`.
+      seeds_per_config: seeds of each swept configuration.
     """
 
     name = "device loop"
@@ -151,23 +156,38 @@ class DeviceLoop:
         mesh: Mesh,
         seed: int = 0,
         num_seeds: int = 1,
+        sweep: tuple[np.ndarray, Any] | None = None,
+        seeds_per_config: int | None = None,
     ):
         self.recipe, self.env, self.env_params, self.mesh = recipe, env, env_params, mesh
         self.seed, self.num_seeds = seed, num_seeds
-        agent, data, schedule = recipe.agent, recipe.data, recipe.schedule
+        self.seeds_per_config = seeds_per_config or num_seeds
+        schedule = recipe.schedule
         vec_env = VecEnv(EpisodeStatistics(env), recipe.num_envs)
         spec = env_spec(env, env_params)
-        learn = make_learner(agent, data, schedule)
         steps_per_env_step = recipe.num_envs * mesh.devices.size
+        values = None if sweep is None else jnp.asarray(sweep[0], jnp.float32)
 
-        def update(runner: Runner) -> tuple[Runner, tuple[dict[str, jax.Array], EpisodeStats]]:
+        def recipe_of(index: jax.Array | None) -> Recipe:
+            """The recipe of vmapped run `index` (its swept values), or the only one."""
+            return recipe if sweep is None else sweep[1](values[index])
+
+        def update(
+            runner: Runner, index: jax.Array | None = None
+        ) -> tuple[Runner, tuple[dict[str, jax.Array], EpisodeStats]]:
+            agent = recipe_of(index).agent
             runner, trajectory, stats = rollout(
                 agent, vec_env, env_params, runner, schedule, spec.action_space, steps_per_env_step
             )
-            runner, metrics = learn(runner, trajectory)
+            runner, metrics = make_learner(agent, recipe_of(index).data, schedule)(
+                runner, trajectory
+            )
             return runner, (metrics, stats)
 
-        def init_one(seed_key: jax.Array, device_index: jax.Array) -> Runner:
+        def init_one(
+            seed_key: jax.Array, device_index: jax.Array, index: jax.Array | None = None
+        ) -> Runner:
+            agent, data = recipe_of(index).agent, recipe_of(index).data
             agent_key, env_key = jax.random.split(seed_key)
             # Same agent on every device; its own envs and randomness on each.
             env_key = jax.random.fold_in(env_key, device_index)
@@ -189,7 +209,11 @@ class DeviceLoop:
             index = jax.lax.axis_index(DEVICE_AXIS)
             # One seed at a time, not vmapped: jaxlib's batched LAPACK QR (orthogonal init)
             # waits on the intra-op thread pool, and two such waits deadlock a 2-core CPU.
-            runner = jax.lax.map(lambda key: init_one(key, index), seed_keys)
+            if sweep is None:
+                runner = jax.lax.map(lambda key: init_one(key, index), seed_keys)
+            else:
+                runs = jnp.arange(seed_keys.shape[0])
+                runner = jax.lax.map(lambda a: init_one(a[0], index, a[1]), (seed_keys, runs))
             return jax.tree.map(lambda x: x[None], runner)
 
         def step_block(runner: Runner) -> tuple[Runner, Any]:
@@ -198,16 +222,22 @@ class DeviceLoop:
                 # One seed: skip the size-1 vmap, whose batched matmuls run slower on CPU.
                 # The seed axis goes outside the scan: reshaping the carry inside it made
                 # XLA copy the whole replay buffer on every update.
+                first = None if sweep is None else jnp.zeros((), jnp.int32)
                 runner, out = jax.lax.scan(
-                    lambda r, _: update(r),
+                    lambda r, _: update(r, first),
                     jax.tree.map(lambda x: x[0], runner),
                     None,
                     length=updates_per_interval,
                 )
                 runner = jax.tree.map(lambda x: x[None, None], runner)
                 return runner, jax.tree.map(lambda x: x[None, :, None], out)
+            if sweep is None:
+                seed_update = jax.vmap(update)
+            else:
+                runs = jnp.arange(runner.key.shape[0])
+                seed_update = lambda r: jax.vmap(update)(r, runs)  # noqa: E731
             runner, out = jax.lax.scan(
-                lambda r, _: jax.vmap(update)(r), runner, None, length=updates_per_interval
+                lambda r, _: seed_update(r), runner, None, length=updates_per_interval
             )
             return jax.tree.map(lambda x: x[None], (runner, out))
 
@@ -230,7 +260,9 @@ class DeviceLoop:
 
     def init(self) -> Runner:
         """The initial runner `[devices, seeds, ...]`; compiles the interval step."""
-        keys = jax.device_put(seed_keys(self.seed, self.num_seeds), NamedSharding(self.mesh, P()))
+        seeds = seed_keys(self.seed, self.seeds_per_config)
+        seeds = jnp.tile(seeds, (self.num_seeds // self.seeds_per_config, 1))
+        keys = jax.device_put(seeds, NamedSharding(self.mesh, P()))
         # It runs once: XLA's backend optimisations would cost ~0.5 s and save nothing.
         options = {"xla_backend_optimization_level": 0}
         init = self._init.lower(keys).compile(compiler_options=options)

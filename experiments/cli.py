@@ -180,6 +180,11 @@ def _from_yaml(cls: type, path: str) -> Any:
             known = sorted(n for names in fields.values() for n in names)
             raise ValueError(f"--config {path}: unknown option {key!r}; options are {known}.")
         hint = typing.get_type_hints(type(parts[owner]))[name]
+        if name == "sweep" and isinstance(value, dict):  # {name: [values]} as NAME=V1,V2.
+            value = [
+                f"{k}={','.join(map(str, v if isinstance(v, list) else [v]))}"
+                for k, v in value.items()
+            ]
         chosen[owner][name] = _coerce(value, hint, f"--config {path}: {key}")
     return cls(**{name: dataclasses.replace(parts[name], **chosen[name]) for name in parts})
 

@@ -63,6 +63,12 @@ class RunConfig:
         of the same configuration skips most of its compiling.
       compile_cache_dir: where (default: $XDG_CACHE_HOME/purerl/jax, else
         ~/.cache/purerl/jax).
+      sweep: hyperparameters to sweep in the same compiled program, each NAME=V1,V2,...
+        (`--sweep learning_rate=1e-4,3e-4 gamma=0.95,0.99`; in YAML, `sweep: {learning_rate:
+        [1e-4, 3e-4]}`): the grid of all given values, each with --num-seeds seeds, vmapped
+        together on the device loop. Any float option of the agent can be swept. The run
+        directory gets sweep.csv (one row per configuration and seed) and the summary ranks
+        the configurations.
       tensorboard: write TensorBoard event files to RUN_DIR/tensorboard.
       wandb_project: also log to this Weights & Biases project (needs `pip install wandb`).
     """
@@ -88,6 +94,7 @@ class RunConfig:
     eval_every: int = 0
     compile_cache: bool = True
     compile_cache_dir: str | None = None
+    sweep: tuple[str, ...] = ()
     tensorboard: bool = True
     wandb_project: str | None = None
 
@@ -108,6 +115,17 @@ class RunConfig:
                     f"--{name.replace('_', '-')} must be a positive integer; "
                     f"got {getattr(self, name)}."
                 )
+
+
+def sweep_size(run: RunConfig) -> int:
+    """Configurations in `run`'s sweep grid (1 without a sweep)."""
+    return math.prod(len(str(entry).partition("=")[2].split(",")) for entry in run.sweep)
+
+
+def run_seeds(run: RunConfig) -> list[int]:
+    """The seed of each run vmapped in one program: `--num-seeds` seeds from `--seed`, once
+    per sweep configuration (configuration-major)."""
+    return [run.seed + i for _ in range(sweep_size(run)) for i in range(run.num_seeds)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from purerl.core import EpisodeStats
 from purerl.experiments.checkpoint import Checkpoints, decode_history, encode_history
-from purerl.experiments.config import RunConfig
+from purerl.experiments.config import RunConfig, run_seeds
 from purerl.experiments.loop import IntervalOutput
 from purerl.experiments.plot import RETURNS_FILE, write_returns
 from purerl.experiments.policy import eval_key
@@ -200,12 +200,13 @@ class Evaluator:
         """Each seed's mean return after `step` env steps (None: at the end, with the keys
         `load_policy`'s users replay, `eval_key(seed)`)."""
         means = []
-        for i in range(self.run.num_seeds):  # One seed at a time, as load_policy replays it.
+        # One run at a time, as load_policy replays it.
+        for i, seed in enumerate(run_seeds(self.run)):
             state = jax.tree.map(lambda x, i=i: x[i], states)
-            key = eval_key(self.run.seed + i)
+            key = eval_key(seed)
             if step is not None:
                 key = jax.random.fold_in(key, step)
-            means.append(float(np.mean(self._evaluate(state, key, self.run.seed + i))))
+            means.append(float(np.mean(self._evaluate(state, key, seed))))
         return np.asarray(means)
 
 

@@ -53,6 +53,22 @@ def _label(run_dir: Path) -> str:
         return run_dir.name
 
 
+def _groups(run_dir: Path, num_runs: int) -> list[tuple[str, slice]]:
+    """The curves of a run: one over all its seeds, or one per configuration of a sweep
+    (its runs are configuration-major in `returns.csv`, in `sweep_configs`' order)."""
+    try:
+        configs = json.loads((run_dir / "summary.json").read_text()).get("sweep_configs")
+    except (OSError, ValueError):
+        configs = None
+    if not configs:
+        return [(_label(run_dir), slice(None))]
+    per = num_runs // len(configs)
+    return [
+        (", ".join(f"{k}={v:g}" for k, v in c.items()), slice(g * per, (g + 1) * per))
+        for g, c in enumerate(configs)
+    ]
+
+
 def confidence_band(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`(mean, lower, upper)` over seeds of `returns[I, S]`: the mean +- 1.96 standard errors,
     kept within the seeds' own range (a return above every seed's, above an env's maximum
@@ -77,10 +93,12 @@ def plot(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     for run_dir in map(Path, run_dirs):
         steps, returns = read_returns(run_dir)
-        mean, lower, upper = confidence_band(returns)
-        (line,) = ax.plot(steps, mean, label=f"{_label(run_dir)}, {returns.shape[1]} seed(s)")
-        if returns.shape[1] > 1:
-            ax.fill_between(steps, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
+        for label, columns in _groups(run_dir, returns.shape[1]):
+            group = returns[:, columns]
+            mean, lower, upper = confidence_band(group)
+            (line,) = ax.plot(steps, mean, label=f"{label}, {group.shape[1]} seed(s)")
+            if group.shape[1] > 1:
+                ax.fill_between(steps, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return")
     ax.grid(alpha=0.3)

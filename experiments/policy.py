@@ -82,7 +82,7 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
         raw_space = host_env.observation_space
         host_env.close()
     template = agent.init(jax.random.PRNGKey(0), spec)
-    num_seeds = int(config["run"]["num_seeds"])
+    num_seeds = _num_runs(config)
     template = jax.tree.map(lambda x: jnp.stack([x] * num_seeds), template)
     path = Path(run_dir) / POLICY_FILE
     if path.is_file():
@@ -190,15 +190,25 @@ class Policy:
         return self.step((), obs, key)[0]
 
 
+def _num_runs(config: dict[str, Any]) -> int:
+    """Runs the saved states hold: seeds, times the configurations of a sweep."""
+    from purerl.experiments.config import RunConfig, run_seeds
+
+    run = config["run"]
+    return len(run_seeds(RunConfig(num_seeds=run["num_seeds"], sweep=tuple(run.get("sweep", ())))))
+
+
 def load_policy(run_dir: str | Path, seed_index: int = 0) -> Policy:
     """A trained run's deterministic policy (see `Policy`).
 
     Args:
       run_dir: the run directory (it holds `config.json` and `policy.msgpack`).
-      seed_index: which of the run's seeds (0 for its first, `--seed`).
+      seed_index: which of the run's seeds (0 for its first, `--seed`); in a sweep, the run
+        index in `sweep.csv`'s row order (configuration-major). A swept run's policy acts
+        with the run config's values of the swept options.
     """
     agent, states, config = load_agent(run_dir)
-    num_seeds = int(config["run"]["num_seeds"])
+    num_seeds = _num_runs(config)
     if not 0 <= seed_index < num_seeds:
         raise ValueError(f"seed_index {seed_index} is out of range: the run has {num_seeds}.")
     state = jax.tree.map(lambda x: x[seed_index], states)

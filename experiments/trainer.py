@@ -26,6 +26,7 @@ from purerl.experiments.config import (
     default_run_dir,
     enable_compile_cache,
     plan,
+    run_seeds,
 )
 from purerl.experiments.features import (
     CheckpointFeature,
@@ -49,7 +50,19 @@ Build = Callable[[Context], Recipe]
 
 
 def train(entry: Entry, run: RunConfig, config: Any) -> dict[str, Any]:
-    """Trains the registered agent `entry` with `config`; returns the summary."""
+    """Trains the registered agent `entry` with `config` (and `run.sweep`'s grid of its
+    options, if any); returns the summary."""
+    sweep = None
+    if run.sweep:
+        from purerl.experiments.sweep import parse_sweep, with_values
+
+        sweep = parse_sweep(run.sweep, config)
+        names = sweep.names
+
+        def swept(context: Context) -> Callable[[Any], Recipe]:
+            return lambda row: entry.recipe(with_values(config, names, row), context)
+
+        sweep = (sweep, swept)
     return _train(
         entry.name,
         run,
@@ -57,6 +70,7 @@ def train(entry: Entry, run: RunConfig, config: Any) -> dict[str, Any]:
         lambda context: entry.recipe(config, context),
         config.env_steps_per_update,
         entry.off_policy,
+        sweep,
     )
 
 
@@ -103,19 +117,24 @@ def _train(
     build: Build,
     steps_per_update: int,
     off_policy: bool,
+    sweep: tuple[Any, Callable[[Context], Any]] | None = None,
 ) -> dict[str, Any]:
-    loop, the_plan, mesh, where = build_loop(run, build, steps_per_update, off_policy)
+    loop, the_plan, mesh, where = build_loop(run, build, steps_per_update, off_policy, sweep)
     try:
-        return _run(name, run, config, loop, the_plan, mesh, where)
+        return _run(name, run, config, loop, the_plan, mesh, where, sweep and sweep[0])
     finally:
         loop.close()
 
 
 def build_loop(
-    run: RunConfig, build: Build, steps_per_update: int, off_policy: bool
+    run: RunConfig,
+    build: Build,
+    steps_per_update: int,
+    off_policy: bool,
+    sweep: tuple[Any, Callable[[Context], Any]] | None = None,
 ) -> tuple[Loop, Plan, Any, str]:
     """The loop `run` trains on (device or host, by its env), its plan, the device mesh and
-    a few words on where it runs."""
+    a few words on where it runs. `sweep` is `(Sweep, context -> (row -> recipe))`."""
     from purerl import envs
 
     enable_compile_cache(run)
@@ -128,6 +147,12 @@ def build_loop(
     num_devices = mesh.devices.size
     loop: Loop
     if kind == "host":
+        if run.sweep:
+            raise ValueError(
+                f"{run.env} is a host (Python) environment, and a sweep in one program needs a "
+                "JAX environment (the device loop). Run each configuration as its own process "
+                "(one command per value, e.g. --learning-rate V)."
+            )
         if run.num_seeds != 1:
             raise ValueError(
                 f"{run.env} is a host (Python) environment: the host loop trains one seed per "
@@ -162,8 +187,20 @@ def build_loop(
         env, env_params = made
         the_plan = run_plan(run, steps_per_update, off_policy, host=False)
         recipe = build(Context(num_devices, the_plan.num_updates, host=False))
+        swept = None
+        if sweep is not None:
+            context = Context(num_devices, the_plan.num_updates, host=False)
+            swept = (sweep[0].values(run.num_seeds), sweep[1](context))
         loop = anakin.DeviceLoop(
-            recipe, env, env_params, the_plan.updates_per_interval, mesh, run.seed, run.num_seeds
+            recipe,
+            env,
+            env_params,
+            the_plan.updates_per_interval,
+            mesh,
+            run.seed,
+            len(run_seeds(run)),
+            sweep=swept,
+            seeds_per_config=run.num_seeds,
         )
         where = f"{recipe.num_envs} envs per device, on"
     return loop, the_plan, mesh, where
@@ -319,19 +356,37 @@ def _run_dir(name: str, run: RunConfig, config: Any) -> Path:
 
 
 def _run(
-    name: str, run: RunConfig, config: Any, loop: Loop, the_plan: Plan, mesh: Any, where: str
+    name: str,
+    run: RunConfig,
+    config: Any,
+    loop: Loop,
+    the_plan: Plan,
+    mesh: Any,
+    where: str,
+    sweep: Any = None,
 ) -> dict[str, Any]:
+    runs = len(run_seeds(run))  # Runs vmapped together: seeds times sweep configurations.
     # The saved config names the devices it ran on, so its checkpoints load back alike.
     run_dir = _run_dir(name, dataclasses.replace(run, num_devices=int(mesh.devices.size)), config)
     say = (lambda *a: None) if run.quiet else (lambda *a: print(*a, flush=True))
     device = mesh.devices.flat[0]
+    configs = f" x {runs // run.num_seeds} configurations" if sweep else ""
     say(
         f"purerl {name} on {run.env}: {the_plan.total_steps:,} steps x {run.num_seeds} "
-        f"seed(s); {loop.name}: {where} {mesh.devices.size} {device.platform} device(s); "
-        f"run dir {run_dir}"
+        f"seed(s){configs}; {loop.name}: {where} {mesh.devices.size} {device.platform} "
+        f"device(s); run dir {run_dir}"
     )
     t0 = time.perf_counter()
-    runner = loop.init()
+    try:
+        runner = loop.init()
+    except (jax.errors.TracerBoolConversionError, jax.errors.ConcretizationTypeError) as e:
+        if not sweep:
+            raise
+        raise ValueError(
+            f"--sweep {', '.join(sweep.names)}: {name} decides its program's control flow or "
+            "shapes by one of these options, so it cannot be swept in one program; run its "
+            "values as separate runs."
+        ) from e
     compile_seconds = time.perf_counter() - t0
 
     # Made on first use: orbax's import and manager cost ~0.4 s a short default run skips.
@@ -391,7 +446,7 @@ def _run(
             runner, output = loop.step(runner)
             train_seconds += time.perf_counter() - t
             steps = (index + 1) * per_interval
-            row = interval_row(output, steps, steps * run.num_seeds / train_seconds)
+            row = interval_row(output, steps, steps * runs / train_seconds)
             last = index == the_plan.num_intervals - 1
             interval = Interval(index, steps, steps - per_interval, last, output, row, runner)
             for feature in features:
@@ -423,7 +478,7 @@ def _run(
         "total_timesteps": the_plan.total_steps,
         "requested_timesteps": run.total_timesteps,
         "num_seeds": run.num_seeds,
-        "seeds": [run.seed + i for i in range(run.num_seeds)],
+        "seeds": run_seeds(run),
         "final_return": [float(x) for x in final],
         "final_return_mean": float(np.mean(final)),
         "eval_episodes": run.eval_episodes,
@@ -433,7 +488,7 @@ def _run(
         "loop": loop.kind,
         "compile_seconds": compile_seconds,
         "train_seconds": train_seconds,
-        "steps_per_second": the_plan.total_steps * run.num_seeds / train_seconds,
+        "steps_per_second": the_plan.total_steps * runs / train_seconds,
         "devices": {
             "count": int(mesh.devices.size),
             "kind": device.device_kind,
@@ -445,6 +500,12 @@ def _run(
         "run_config": dataclasses.asdict(run),
         "agent_config": dataclasses.asdict(config) if config is not None else None,
     }
+    if sweep is not None:
+        from purerl.experiments.sweep import write_sweep
+
+        seeds = run_seeds(run)[: run.num_seeds]
+        summary["sweep"] = write_sweep(run_dir, sweep, seeds, final, eval_returns)
+        summary["sweep_configs"] = [dict(zip(sweep.names, p, strict=True)) for p in sweep.grid]
     (run_dir / "summary.json").write_text(json.dumps(_strict_json(summary), indent=2))
     if run.plot:
         try:
@@ -452,6 +513,11 @@ def _run(
         except Exception as e:  # A plotting problem must not fail a finished run.
             print(f"warning: could not draw {run_dir / CURVE_FILE}: {e}", file=sys.stderr)
     evaluated = f"eval return {summary['eval_return_mean']:.2f}, " if run.eval_episodes else ""
+    if sweep is not None and not run.quiet:
+        print("sweep, best first (mean final return over seeds):")
+        for row in summary["sweep"]:
+            values = ", ".join(f"{k}={row[k]:g}" for k in sweep.names)
+            print(f"  {values}: {row['final_return_mean']:.2f}")
     print(  # The one line --quiet keeps.
         f"done: final return {summary['final_return_mean']:.2f} "
         f"(per seed {', '.join(f'{x:.1f}' for x in final)}), {evaluated}"
