@@ -39,6 +39,17 @@ def stats_init(shape: tuple[int, ...]) -> RunningStats:
     )
 
 
+def merge_moments(count: Any, mean: Any, var: Any, n: Any, batch_mean: Any, batch_var: Any) -> Any:
+    """`(count, mean, var)` of two sets of samples merged exactly (Chan et al.'s parallel
+    update), from each one's count, mean and population variance. Plain arithmetic, so it
+    serves NumPy (the host loop's reward scaling) and JAX alike."""
+    total = count + n
+    delta = batch_mean - mean
+    new_mean = mean + delta * n / total
+    m2 = var * count + batch_var * n + delta * delta * count * n / total
+    return total, new_mean, m2 / total
+
+
 def stats_update(stats: RunningStats, x: jax.Array, axis_name: str | None = None) -> RunningStats:
     """`stats` merged with the observations `x[..., *obs_shape]` (all leading axes are
     samples), and with every device's `x` over `axis_name`."""
@@ -47,11 +58,7 @@ def stats_update(stats: RunningStats, x: jax.Array, axis_name: str | None = None
     n = total(jnp.asarray(x.shape[0], jnp.float32))
     mean = total(jnp.sum(x, axis=0)) / n
     var = total(jnp.sum(jnp.square(x - mean), axis=0)) / n
-    count = stats.count + n
-    delta = mean - stats.mean
-    new_mean = stats.mean + delta * n / count
-    m2 = stats.var * stats.count + var * n + jnp.square(delta) * stats.count * n / count
-    return RunningStats(count, new_mean, m2 / count)
+    return RunningStats(*merge_moments(stats.count, stats.mean, stats.var, n, mean, var))
 
 
 def normalized(stats: RunningStats, x: jax.Array, clip: float, eps: float = 1e-8) -> jax.Array:

@@ -7,6 +7,7 @@ from typing import Any
 import gymnasium
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from purerl.envs.base import Environment, EnvParams, StepResult
 
@@ -147,3 +148,77 @@ def cartpole_positions_only() -> tuple[MaskObservation, EnvParams]:
 
     env, params = make("CartPole-v1")
     return MaskObservation(env, (0, 2)), params
+
+
+@struct.dataclass
+class RewardScaleState:
+    env_state: Any
+    returns: jax.Array  # [num_envs] float32, each env's discounted return so far.
+    count: jax.Array  # [] float32, returns seen (over all devices).
+    mean: jax.Array  # [] float32, their mean,
+    var: jax.Array  # [] float32, and variance.
+
+
+class ScaleReward(Wrapper):
+    """Rewards divided by the running standard deviation of each env's discounted return
+    (`--normalize-rewards`, as Gymnasium's `NormalizeReward`), clipped to +-`clip`, over a
+    `VecEnv` (outside `EpisodeStatistics`, so episode returns are logged unscaled). The
+    statistics live in the env state, merged over the devices along `axis_name`."""
+
+    def __init__(self, env: VecEnv, gamma: float, axis_name: str | None = None, clip: float = 10.0):
+        super().__init__(env)
+        self.gamma, self.axis_name, self.clip = gamma, axis_name, clip
+
+    def reset(self, key: jax.Array, params: EnvParams) -> tuple[Any, RewardScaleState]:
+        obs, state = self.env.reset(key, params)
+        zero = jnp.zeros((), jnp.float32)
+        returns = jnp.zeros((self.env.num_envs,), jnp.float32)
+        return obs, RewardScaleState(state, returns, zero, zero, jnp.ones((), jnp.float32))
+
+    def step(
+        self, key: jax.Array, state: RewardScaleState, action: jax.Array, params: EnvParams
+    ) -> StepResult:
+        from purerl.agents.normalize import merge_moments
+
+        obs, env_state, reward, terminated, truncated, info = self.env.step(
+            key, state.env_state, action, params
+        )
+        returns = state.returns * self.gamma + reward.astype(jnp.float32)
+        total = lambda v: v if self.axis_name is None else jax.lax.psum(v, self.axis_name)  # noqa: E731
+        n = total(jnp.asarray(returns.shape[0], jnp.float32))
+        mean = total(jnp.sum(returns)) / n
+        var = total(jnp.sum(jnp.square(returns - mean))) / n
+        count, mean, var = merge_moments(state.count, state.mean, state.var, n, mean, var)
+        scaled = jnp.clip(reward / jnp.sqrt(var + 1e-8), -self.clip, self.clip)
+        returns = jnp.where(jnp.logical_or(terminated, truncated), 0.0, returns)
+        new = RewardScaleState(env_state, returns, count, mean, var)
+        return obs, new, scaled, terminated, truncated, info
+
+
+class HostRewardScale:
+    """`ScaleReward` for the host loop's NumPy rewards; its state is saved with the run's
+    host state for checkpoints."""
+
+    def __init__(self, num_envs: int, gamma: float, clip: float = 10.0):
+        self.gamma, self.clip = gamma, clip
+        self.returns = np.zeros((num_envs,), np.float64)
+        self.count, self.mean, self.var = 0.0, 0.0, 1.0
+
+    def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        from purerl.agents.normalize import merge_moments
+
+        self.returns = self.returns * self.gamma + reward
+        n = float(self.returns.shape[0])
+        self.count, self.mean, self.var = merge_moments(
+            self.count, self.mean, self.var, n, self.returns.mean(), self.returns.var()
+        )
+        scaled = np.clip(reward / np.sqrt(self.var + 1e-8), -self.clip, self.clip)
+        self.returns = np.where(done, 0.0, self.returns)
+        return scaled.astype(np.float32)
+
+    def state(self) -> dict[str, Any]:
+        return {"returns": self.returns.tolist(), "moments": [self.count, self.mean, self.var]}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.returns = np.asarray(state["returns"], np.float64)
+        self.count, self.mean, self.var = (float(v) for v in state["moments"])

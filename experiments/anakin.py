@@ -28,7 +28,7 @@ from purerl.core import (
     reset_carry,
 )
 from purerl.envs.base import Environment, EnvParams, env_spec
-from purerl.envs.wrappers import EpisodeStatistics, VecEnv
+from purerl.envs.wrappers import EpisodeStatistics, ScaleReward, VecEnv
 from purerl.experiments.loop import (
     Evaluate,
     IntervalOutput,
@@ -142,6 +142,8 @@ class DeviceLoop:
         `recipe_for(row)` makes the recipe with a traced row of them (it must differ from
         `recipe` only in those values). Run `i` then uses seed `seed + i % seeds_per_config`.
       seeds_per_config: seeds of each swept configuration.
+      reward_gamma: scale rewards by the running std of discounted returns with this
+        gamma (`envs.wrappers.ScaleReward`); None: no scaling.
     """
 
     name = "device loop"
@@ -158,12 +160,15 @@ class DeviceLoop:
         num_seeds: int = 1,
         sweep: tuple[np.ndarray, Any] | None = None,
         seeds_per_config: int | None = None,
+        reward_gamma: float | None = None,
     ):
         self.recipe, self.env, self.env_params, self.mesh = recipe, env, env_params, mesh
         self.seed, self.num_seeds = seed, num_seeds
         self.seeds_per_config = seeds_per_config or num_seeds
         schedule = recipe.schedule
         vec_env = VecEnv(EpisodeStatistics(env), recipe.num_envs)
+        if reward_gamma is not None:
+            vec_env = ScaleReward(vec_env, reward_gamma, DEVICE_AXIS)
         spec = env_spec(env, env_params)
         steps_per_env_step = recipe.num_envs * mesh.devices.size
         values = None if sweep is None else jnp.asarray(sweep[0], jnp.float32)

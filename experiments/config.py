@@ -69,6 +69,9 @@ class RunConfig:
         together on the device loop. Any float option of the agent can be swept. The run
         directory gets sweep.csv (one row per configuration and seed) and the summary ranks
         the configurations.
+      normalize_rewards: scale the rewards the agent learns from by the running standard
+        deviation of each env's discounted return (the agent's gamma), clipped to +-10;
+        episode returns are still logged unscaled. The statistics are saved in checkpoints.
       tensorboard: write TensorBoard event files to RUN_DIR/tensorboard.
       wandb_project: also log to this Weights & Biases project (needs `pip install wandb`).
     """
@@ -95,6 +98,7 @@ class RunConfig:
     compile_cache: bool = True
     compile_cache_dir: str | None = None
     sweep: tuple[str, ...] = ()
+    normalize_rewards: bool = False
     tensorboard: bool = True
     wandb_project: str | None = None
 

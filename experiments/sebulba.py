@@ -38,6 +38,7 @@ from jax.sharding import PartitionSpec as P
 from purerl.agents.registry import Recipe
 from purerl.core import DEVICE_AXIS, EpisodeStats, Transition, random_actions, reset_carry
 from purerl.envs.host import HostEnvError, HostVecEnv
+from purerl.envs.wrappers import HostRewardScale
 from purerl.experiments.loop import (
     Evaluate,
     IntervalOutput,
@@ -100,6 +101,7 @@ class HostLoop:
         mesh: Mesh,
         max_staleness: int,
         seed: int,
+        reward_gamma: float | None = None,
     ):
         if max_staleness < 0:
             raise ValueError(f"--max-staleness must be 0 or more; got {max_staleness}.")
@@ -115,6 +117,9 @@ class HostLoop:
                 f"({self.num_devices})."
             )
         self.rollouts = 0  # Rollouts learned from so far.
+        self.reward_scale = (
+            None if reward_gamma is None else HostRewardScale(env.num_envs, reward_gamma)
+        )
         self.actor_device = mesh.devices.flat[0]
         self.sharding = NamedSharding(mesh, P(DEVICE_AXIS))
         self._learn = self._make_learn(make_learner(agent, recipe.data, schedule))
@@ -217,12 +222,15 @@ class HostLoop:
         return {
             "rollouts": self.rollouts,
             "envs": None if state is None else base64.b64encode(state).decode("ascii"),
+            "reward_scale": None if self.reward_scale is None else self.reward_scale.state(),
         }
 
     def load_host_state(self, host: dict[str, Any], rebuild: bool = False) -> str | None:
         """Restores the envs as pickled at the checkpoint (or, with `rebuild`, makes them
         afresh from their name); returns what the user should know about it."""
         self.rollouts = int(host["rollouts"])
+        if self.reward_scale is not None and host.get("reward_scale") is not None:
+            self.reward_scale.load(host["reward_scale"])
         if rebuild or host.get("envs") is None:
             self.env.reset(self.seed + 7919 * self.rollouts)
             why = (
@@ -326,6 +334,8 @@ class HostLoop:
             next_obs, reward[t], terminated[t], truncated[t], final, ret, length, done = env.step(
                 action
             )
+            if self.reward_scale is not None:
+                reward[t] = self.reward_scale(reward[t], done)
             steps = steps + b
             obs_buf[t], next_buf[t] = obs, final
             actions.append(action)

@@ -71,6 +71,7 @@ def train(entry: Entry, run: RunConfig, config: Any) -> dict[str, Any]:
         config.env_steps_per_update,
         entry.off_policy,
         sweep,
+        getattr(config, "gamma", 0.99),
     )
 
 
@@ -118,8 +119,9 @@ def _train(
     steps_per_update: int,
     off_policy: bool,
     sweep: tuple[Any, Callable[[Context], Any]] | None = None,
+    gamma: float = 0.99,
 ) -> dict[str, Any]:
-    loop, the_plan, mesh, where = build_loop(run, build, steps_per_update, off_policy, sweep)
+    loop, the_plan, mesh, where = build_loop(run, build, steps_per_update, off_policy, sweep, gamma)
     try:
         return _run(name, run, config, loop, the_plan, mesh, where, sweep and sweep[0])
     finally:
@@ -132,9 +134,12 @@ def build_loop(
     steps_per_update: int,
     off_policy: bool,
     sweep: tuple[Any, Callable[[Context], Any]] | None = None,
+    gamma: float = 0.99,
 ) -> tuple[Loop, Plan, Any, str]:
     """The loop `run` trains on (device or host, by its env), its plan, the device mesh and
-    a few words on where it runs. `sweep` is `(Sweep, context -> (row -> recipe))`."""
+    a few words on where it runs. `sweep` is `(Sweep, context -> (row -> recipe))`; `gamma`
+    discounts the returns whose spread `--normalize-rewards` divides rewards by."""
+    reward_gamma = float(gamma) if run.normalize_rewards else None
     from purerl import envs
 
     enable_compile_cache(run)
@@ -165,7 +170,14 @@ def build_loop(
         vec_env = envs.HostVecEnv(made, recipe.num_envs, run.env, run.host_envs)
         staleness = int(off_policy) if run.max_staleness is None else run.max_staleness
         loop = sebulba.HostLoop(
-            recipe, vec_env, k, the_plan.updates_per_interval // k, mesh, staleness, run.seed
+            recipe,
+            vec_env,
+            k,
+            the_plan.updates_per_interval // k,
+            mesh,
+            staleness,
+            run.seed,
+            reward_gamma=reward_gamma,
         )
         where = f"{recipe.num_envs} {run.host_envs} Python envs on the host, learner on"
     else:
@@ -201,6 +213,7 @@ def build_loop(
             len(run_seeds(run)),
             sweep=swept,
             seeds_per_config=run.num_seeds,
+            reward_gamma=reward_gamma,
         )
         where = f"{recipe.num_envs} envs per device, on"
     return loop, the_plan, mesh, where

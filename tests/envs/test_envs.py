@@ -205,3 +205,34 @@ def test_envs_with_integer_rewards_train_and_mismatched_actions_are_refused():
     assert outcome == "refused" and "SAC needs a continuous action space" in detail
     outcome, detail = check("rainbow", "Pendulum-v1", 1_000)
     assert outcome == "refused" and "Rainbow needs a discrete action space" in detail
+
+
+def test_reward_scaling_divides_by_the_std_of_discounted_returns_on_both_loops():
+    from purerl.envs.wrappers import EpisodeStatistics, HostRewardScale, ScaleReward, VecEnv
+
+    env, params = envs.make("CartPole-v1")
+    vec = ScaleReward(VecEnv(EpisodeStatistics(env), 3), gamma=0.9)
+    obs, state = vec.reset(jax.random.PRNGKey(0), params)
+    step = jax.jit(vec.step)
+    host = HostRewardScale(3, gamma=0.9)
+    returns, seen, ends = np.zeros(3), [], 0
+    for t in range(30):
+        action = jnp.zeros((3,), jnp.int32)  # Always left: episodes end within ~10 steps.
+        obs, state, scaled, term, trunc, info = step(jax.random.PRNGKey(t), state, action, params)
+        raw = np.ones(3)  # CartPole pays 1 per step.
+        returns = returns * 0.9 + raw
+        seen.append(returns.copy())
+        expected = raw / np.sqrt(np.var(np.concatenate(seen)) + 1e-8)
+        np.testing.assert_allclose(scaled, np.clip(expected, -10, 10), rtol=1e-4)
+        np.testing.assert_allclose(host(raw, np.asarray(term | trunc)), scaled, rtol=1e-4)
+        returns = np.where(np.asarray(term | trunc), 0.0, returns)
+        ends += int(np.sum(term | trunc))
+        # Logged returns stay unscaled.
+        assert np.all(np.asarray(info["episode_return"]) == np.floor(info["episode_return"]))
+    np.testing.assert_allclose(state.returns, returns, rtol=1e-5)  # Reset where episodes ended,
+    assert float(state.count) == 90 and ends >= 3
+    copy = HostRewardScale(3, gamma=0.9)
+    copy.load(host.state())
+    assert (
+        copy(np.ones(3), np.zeros(3, bool)).tolist() == host(np.ones(3), np.zeros(3, bool)).tolist()
+    )
