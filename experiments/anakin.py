@@ -38,7 +38,9 @@ from purerl.experiments.loop import (
 )
 from purerl.replay.base import Schedule
 
-__all__ = ["DEVICE_AXIS", "DeviceLoop", "Runner", "make_mesh", "rollout", "seed_keys"]
+__all__ = ["DEVICE_AXIS", "RUNS_AXIS", "DeviceLoop", "Runner", "make_mesh", "rollout", "seed_keys"]
+
+RUNS_AXIS = "runs"  # With --spread-runs: independent runs (seeds, sweep configurations).
 
 
 def rollout(
@@ -144,6 +146,9 @@ class DeviceLoop:
       seeds_per_config: seeds of each swept configuration.
       reward_gamma: scale rewards by the running std of discounted returns with this
         gamma (`envs.wrappers.ScaleReward`); None: no scaling.
+      spread_runs: split the vmapped runs over the devices along `RUNS_AXIS` (each device
+        trains its own runs with all their envs, no collectives) instead of training every
+        run data-parallel on all of them; the recipe must then be sized for one device.
     """
 
     name = "device loop"
@@ -161,7 +166,19 @@ class DeviceLoop:
         sweep: tuple[np.ndarray, Any] | None = None,
         seeds_per_config: int | None = None,
         reward_gamma: float | None = None,
+        spread_runs: bool = False,
     ):
+        self.spread = spread_runs and mesh.devices.size > 1
+        if self.spread:
+            if num_seeds % mesh.devices.size:
+                raise ValueError(
+                    f"--spread-runs puts the {num_seeds} runs (seeds x sweep configurations) "
+                    f"evenly on the {mesh.devices.size} devices; make them a multiple, or use "
+                    "--num-devices to choose fewer devices."
+                )
+            # Runs split over RUNS_AXIS; the agent's DEVICE_AXIS is size 1: no collectives.
+            mesh = Mesh(mesh.devices.reshape(-1, 1), (RUNS_AXIS, DEVICE_AXIS))
+        lead = RUNS_AXIS if self.spread else DEVICE_AXIS  # The axis the first dim splits on.
         self.recipe, self.env, self.env_params, self.mesh = recipe, env, env_params, mesh
         self.seed, self.num_seeds = seed, num_seeds
         self.seeds_per_config = seeds_per_config or num_seeds
@@ -170,7 +187,7 @@ class DeviceLoop:
         if reward_gamma is not None:
             vec_env = ScaleReward(vec_env, reward_gamma, DEVICE_AXIS)
         spec = env_spec(env, env_params)
-        steps_per_env_step = recipe.num_envs * mesh.devices.size
+        steps_per_env_step = recipe.num_envs * mesh.shape[DEVICE_AXIS]
         values = None if sweep is None else jnp.asarray(sweep[0], jnp.float32)
 
         def recipe_of(index: jax.Array | None) -> Recipe:
@@ -210,14 +227,21 @@ class DeviceLoop:
                 key,
             )
 
+        def first_run(count: int) -> jax.Array:
+            """The global index of this block's first run (runs split over devices)."""
+            return jax.lax.axis_index(RUNS_AXIS) * count if self.spread else jnp.int32(0)
+
         def init_block(seed_keys: jax.Array) -> Runner:
             index = jax.lax.axis_index(DEVICE_AXIS)
+            if self.spread:
+                seed_keys = seed_keys[0]  # This device's runs.
             # One seed at a time, not vmapped: jaxlib's batched LAPACK QR (orthogonal init)
             # waits on the intra-op thread pool, and two such waits deadlock a 2-core CPU.
             if sweep is None:
                 runner = jax.lax.map(lambda key: init_one(key, index), seed_keys)
             else:
-                runs = jnp.arange(seed_keys.shape[0])
+                count = seed_keys.shape[0]
+                runs = first_run(count) + jnp.arange(count)
                 runner = jax.lax.map(lambda a: init_one(a[0], index, a[1]), (seed_keys, runs))
             return jax.tree.map(lambda x: x[None], runner)
 
@@ -227,7 +251,7 @@ class DeviceLoop:
                 # One seed: skip the size-1 vmap, whose batched matmuls run slower on CPU.
                 # The seed axis goes outside the scan: reshaping the carry inside it made
                 # XLA copy the whole replay buffer on every update.
-                first = None if sweep is None else jnp.zeros((), jnp.int32)
+                first = None if sweep is None else first_run(1)
                 runner, out = jax.lax.scan(
                     lambda r, _: update(r, first),
                     jax.tree.map(lambda x: x[0], runner),
@@ -239,25 +263,27 @@ class DeviceLoop:
             if sweep is None:
                 seed_update = jax.vmap(update)
             else:
-                runs = jnp.arange(runner.key.shape[0])
+                count = runner.key.shape[0]
+                runs = first_run(count) + jnp.arange(count)
                 seed_update = lambda r: jax.vmap(update)(r, runs)  # noqa: E731
             runner, out = jax.lax.scan(
                 lambda r, _: seed_update(r), runner, None, length=updates_per_interval
             )
             return jax.tree.map(lambda x: x[None], (runner, out))
 
+        self._keys_spec = P(RUNS_AXIS) if self.spread else P()
         self._init = jax.jit(
             jax.shard_map(
-                init_block, mesh=mesh, in_specs=P(), out_specs=P(DEVICE_AXIS), check_vma=False
+                init_block,
+                mesh=mesh,
+                in_specs=self._keys_spec,
+                out_specs=P(lead),
+                check_vma=False,
             )
         )
         self._step_fn = jax.jit(
             jax.shard_map(
-                step_block,
-                mesh=mesh,
-                in_specs=P(DEVICE_AXIS),
-                out_specs=P(DEVICE_AXIS),
-                check_vma=False,
+                step_block, mesh=mesh, in_specs=P(lead), out_specs=P(lead), check_vma=False
             ),
             donate_argnums=0,
         )
@@ -267,7 +293,9 @@ class DeviceLoop:
         """The initial runner `[devices, seeds, ...]`; compiles the interval step."""
         seeds = seed_keys(self.seed, self.seeds_per_config)
         seeds = jnp.tile(seeds, (self.num_seeds // self.seeds_per_config, 1))
-        keys = jax.device_put(seeds, NamedSharding(self.mesh, P()))
+        if self.spread:  # [devices, runs per device, 2]
+            seeds = seeds.reshape((self.mesh.devices.size, -1) + seeds.shape[1:])
+        keys = jax.device_put(seeds, NamedSharding(self.mesh, self._keys_spec))
         # It runs once: XLA's backend optimisations would cost ~0.5 s and save nothing.
         options = {"xla_backend_optimization_level": 0}
         init = self._init.lower(keys).compile(compiler_options=options)
@@ -281,17 +309,39 @@ class DeviceLoop:
         runner, (metrics, stats) = self._step(runner)
         # Blocking here also keeps un-awaited collectives from piling up (docs/architecture.md).
         metrics, stats = jax.device_get((metrics, stats))
-        first = lambda x: np.asarray(x)[0]  # noqa: E731 (device 0; equal on all devices)
+        if self.spread:  # [devices, updates, runs per device] -> [updates, runs]
+            pick = lambda x: np.concatenate(list(np.asarray(x)), axis=-1)  # noqa: E731
+        else:
+            pick = lambda x: np.asarray(x)[0]  # noqa: E731 (device 0; equal on all devices)
         return runner, IntervalOutput(
-            {k: first(v) for k, v in metrics.items()}, EpisodeStats(*map(first, stats))
+            {k: pick(v) for k, v in metrics.items()}, EpisodeStats(*map(pick, stats))
         )
 
     def agent_states(self, runner: Runner) -> Any:
+        if self.spread:  # Each device's runs, in order: [S, ...].
+            return jax.tree.map(
+                lambda x: np.asarray(x).reshape((-1,) + x.shape[2:]), runner.agent_state
+            )
         return jax.tree.map(lambda x: x[0], runner.agent_state)  # Device 0: [S, ...].
 
     def with_agent_states(self, runner: Runner, states: Any) -> Runner:
         """`runner` with each seed's agent state `[S, ...]` replaced by `states` (on every
-        device)."""
+        device, or, with runs spread over the devices, on each run's own)."""
+        if self.spread:
+            states = jax.tree.map(
+                lambda old, new: np.reshape(
+                    np.broadcast_to(new, (old.shape[0] * old.shape[1],) + old.shape[2:]), old.shape
+                ),
+                runner.agent_state,
+                states,
+            )
+            return runner._replace(
+                agent_state=jax.tree.map(
+                    lambda old, new: jax.device_put(np.asarray(new, old.dtype), old.sharding),
+                    runner.agent_state,
+                    states,
+                )
+            )
         return runner._replace(agent_state=place_like(runner.agent_state, states))
 
     def host_state(self) -> dict[str, Any]:

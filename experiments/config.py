@@ -69,6 +69,11 @@ class RunConfig:
         together on the device loop. Any float option of the agent can be swept. The run
         directory gets sweep.csv (one row per configuration and seed) and the summary ranks
         the configurations.
+      spread_runs: device loop with several devices: put the independent runs (seeds,
+        sweep configurations) on the devices, each device training its own runs whole, with
+        no collectives between them, instead of training every run data-parallel on all
+        the devices. The runs must divide evenly. (On a CPU, make one device per core with
+        XLA_FLAGS=--xla_force_host_platform_device_count=N set before JAX starts.)
       normalize_rewards: scale the rewards the agent learns from by the running standard
         deviation of each env's discounted return (the agent's gamma), clipped to +-10;
         episode returns are still logged unscaled. The statistics are saved in checkpoints.
@@ -98,6 +103,7 @@ class RunConfig:
     compile_cache: bool = True
     compile_cache_dir: str | None = None
     sweep: tuple[str, ...] = ()
+    spread_runs: bool = False
     normalize_rewards: bool = False
     tensorboard: bool = True
     wandb_project: str | None = None

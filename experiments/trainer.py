@@ -198,10 +198,13 @@ def build_loop(
             )
         env, env_params = made
         the_plan = run_plan(run, steps_per_update, off_policy, host=False)
-        recipe = build(Context(num_devices, the_plan.num_updates, host=False))
+        spread = run.spread_runs and num_devices > 1
+        # Spread runs each train whole on one device: the recipe is sized for one.
+        learners = 1 if spread else num_devices
+        recipe = build(Context(learners, the_plan.num_updates, host=False))
         swept = None
         if sweep is not None:
-            context = Context(num_devices, the_plan.num_updates, host=False)
+            context = Context(learners, the_plan.num_updates, host=False)
             swept = (sweep[0].values(run.num_seeds), sweep[1](context))
         loop = anakin.DeviceLoop(
             recipe,
@@ -214,8 +217,13 @@ def build_loop(
             sweep=swept,
             seeds_per_config=run.num_seeds,
             reward_gamma=reward_gamma,
+            spread_runs=spread,
         )
-        where = f"{recipe.num_envs} envs per device, on"
+        where = (
+            f"runs spread over the devices, {recipe.num_envs} envs per run, on"
+            if spread
+            else f"{recipe.num_envs} envs per device, on"
+        )
     return loop, the_plan, mesh, where
 
 

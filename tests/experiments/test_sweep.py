@@ -78,3 +78,27 @@ def test_an_option_that_steers_control_flow_is_a_clear_error(tmp_path):
     config = TD3Config(hidden_sizes=(8,), batch_size=8, learning_starts=8, buffer_size=64)
     with pytest.raises(ValueError, match="cannot be swept in one program"):
         td3.run(run, config)
+
+
+def test_runs_spread_over_devices_train_as_on_one_device(tmp_path):
+    # 2 learning rates x 2 seeds = 4 runs, 2 per device on 2 devices, against one device.
+    common = dict(
+        total_timesteps=6 * 64, num_logs=1, quiet=True, plot=False, num_seeds=2, eval_episodes=2
+    )
+    sweep = ("learning_rate=1e-4,3e-3",)
+    spread = RunConfig(
+        run_dir=str(tmp_path / "spread"), num_devices=2, spread_runs=True, sweep=sweep, **common
+    )
+    one = RunConfig(run_dir=str(tmp_path / "one"), num_devices=1, sweep=sweep, **common)
+    a, b = ppo.run(spread, SMALL), ppo.run(one, SMALL)
+    assert a["devices"]["count"] == 2 and a["seeds"] == b["seeds"] == [0, 1, 0, 1]
+    np.testing.assert_allclose(a["final_return"], b["final_return"], rtol=1e-5)
+    np.testing.assert_allclose(a["eval_return"], b["eval_return"], rtol=1e-5)
+    _, spread_states, _ = load_agent(tmp_path / "spread")
+    _, one_states, _ = load_agent(tmp_path / "one")
+    for x, y in zip(
+        jax.tree.leaves(spread_states.params), jax.tree.leaves(one_states.params), strict=True
+    ):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)
+    with pytest.raises(ValueError, match="evenly on the 4 devices"):
+        ppo.run(RunConfig(run_dir=str(tmp_path / "odd"), num_seeds=3, spread_runs=True), SMALL)
