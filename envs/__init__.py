@@ -4,7 +4,7 @@ from purerl.envs.base import Environment, env_spec
 from purerl.envs.functional import FunctionalEnv
 from purerl.envs.gymnax_env import GymnaxEnv
 from purerl.envs.host import DmEnvAdapter, HostEnvError, HostVecEnv
-from purerl.envs.registry import available, make, make_host, resolve, spec
+from purerl.envs.registry import available, host_vec_env, make, make_host, resolve, spec
 from purerl.envs.wrappers import EpisodeStatistics, VecEnv, Wrapper
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "HostEnvError",
     "HostVecEnv",
     "make_host",
+    "host_vec_env",
     "resolve",
     "spec",
     "Environment",

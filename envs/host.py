@@ -183,10 +183,23 @@ class HostVecEnv:
         return np.asarray(obs, dtype=self.spec.observation_space.dtype)
 
     # Stepping ----------------------------------------------------------------------
+    def _reset_envs(self, seed: int) -> Any:
+        obs, _ = self.vec.reset(seed=[seed + i for i in range(self.num_envs)])
+        return obs
+
+    def _step_envs(self, action: np.ndarray) -> tuple[Any, Any, Any, Any, dict[int, Any]]:
+        """One vector step with same-step auto-reset: `(obs, reward, terminated, truncated,
+        finals)`, `finals` the ended episodes' last observations by env index."""
+        raw, reward, terminated, truncated, info = self.vec.step(action)
+        finals = {}
+        if "_final_obs" in info:
+            finals = {int(i): info["final_obs"][i] for i in np.flatnonzero(info["_final_obs"])}
+        return raw, reward, terminated, truncated, finals
+
     def reset(self, seed: int) -> np.ndarray:
         """Resets every env, env i with seed `seed + i`; returns the observations."""
         try:
-            obs, _ = self.vec.reset(seed=[seed + i for i in range(self.num_envs)])
+            obs = self._reset_envs(seed)
         except Exception as e:
             raise HostEnvError(f"Environment {self.name} raised in reset: {e!r}") from e
         self.obs = self._agent_obs(obs)
@@ -203,7 +216,7 @@ class HostVecEnv:
           where `done`); `ended_*` hold the finished episodes' return and length (0 elsewhere).
         """
         try:
-            raw, reward, terminated, truncated, info = self.vec.step(action)
+            raw, reward, terminated, truncated, finals = self._step_envs(action)
         except Exception as e:
             raise HostEnvError(
                 f"Environment {self.name} raised in step {self.steps} of the host loop "
@@ -220,8 +233,8 @@ class HostVecEnv:
         final_obs, ended_return, ended_length = obs, self._zeros_f, self._zeros_i
         if done.any():
             final_obs = obs.copy()
-            for i in np.flatnonzero(info["_final_obs"]):
-                final_obs[i] = np.asarray(info["final_obs"][i], obs.dtype)
+            for i, final in finals.items():
+                final_obs[i] = np.asarray(final, obs.dtype)
             ended_return = np.where(done, self.episode_return, 0.0)
             ended_length = np.where(done, self.episode_length, 0)
             self.episode_return[done] = 0.0

@@ -154,6 +154,10 @@ def resolve(name: str, **kwargs: Any) -> tuple[str, Any]:
         raise ValueError(f"An environment name must be a non-empty string; got {name!r}.")
     if name.startswith("gymnasium:"):
         return "host", _gymnasium_fn(name.removeprefix("gymnasium:"), kwargs)
+    if name.startswith("envpool:"):
+        from purerl.envs.envpool_env import EnvPoolFactory
+
+        return "host", EnvPoolFactory(name.removeprefix("envpool:"), **kwargs)
     if name.startswith("brax:"):
         from purerl.envs.brax_env import make_brax
 
@@ -213,11 +217,22 @@ def make_host(name: str, num_envs: int, mode: str = "sync", **kwargs: Any) -> An
     """A `HostVecEnv` of `num_envs` copies of the host environment `name` (see `resolve`).
 
     `mode` is "sync" (stepped in turn in this process) or "async" (a subprocess each)."""
-    from purerl.envs.host import HostVecEnv
 
     loop, env_fn = resolve(name, **kwargs)
     if loop != "host":
         raise ValueError(f"{name!r} is a JAX environment; it runs on the device loop (make).")
+    return host_vec_env(env_fn, num_envs, name, mode)
+
+
+def host_vec_env(env_fn: Any, num_envs: int, name: str, mode: str = "sync") -> Any:
+    """The host loop's batch of `env_fn`'s environments: EnvPool's own batch for an
+    `envpool:ID`, else a `HostVecEnv` (Gymnasium's vector API)."""
+    from purerl.envs.host import HostVecEnv
+
+    if name.startswith("envpool:"):
+        from purerl.envs.envpool_env import EnvPoolVecEnv
+
+        return EnvPoolVecEnv(env_fn, num_envs, name, mode)
     return HostVecEnv(env_fn, num_envs, name, mode)
 
 

@@ -167,7 +167,7 @@ def build_loop(
         k = sebulba.updates_per_rollout(steps_per_update, off_policy)
         the_plan = run_plan(run, steps_per_update, off_policy, host=True)
         recipe = build(Context(num_devices, the_plan.num_updates, host=True))
-        vec_env = envs.HostVecEnv(made, recipe.num_envs, run.env, run.host_envs)
+        vec_env = envs.host_vec_env(made, recipe.num_envs, run.env, run.host_envs)
         staleness = int(off_policy) if run.max_staleness is None else run.max_staleness
         loop = sebulba.HostLoop(
             recipe,

@@ -65,3 +65,32 @@ def test_td3_runs_on_gymnasium_mujoco_on_the_host_loop(tmp_path):
     )
     summary = train(entry, run, config)
     assert summary["loop"] == "host" and np.isfinite(summary["final_return"][0])
+
+
+def test_envpool_batch_resets_on_the_same_step_and_keeps_final_observations():
+    pytest.importorskip("envpool")
+    vec = envs.make_host("envpool:CartPole-v1", 4)
+    assert type(vec).__name__ == "EnvPoolVecEnv" and vec.spec.observation_space.shape == (4,)
+    obs = vec.reset(seed=0)
+    ends = 0
+    for _ in range(40):  # Always left: episodes end within about 10 steps.
+        prev = obs
+        obs, reward, term, trunc, final, ret, length, done = vec.step(np.zeros(4, np.int64))
+        assert reward.shape == (4,) and np.all(reward == 1.0)
+        for i in np.flatnonzero(done):
+            ends += 1
+            assert abs(final[i][2]) > 0.2 or abs(final[i][0]) > 2.4  # The ended state,
+            assert np.all(np.abs(obs[i]) < 0.05)  # and a fresh episode's first observation.
+            assert length[i] >= 8 and ret[i] == length[i]
+        np.testing.assert_array_equal(final[~done], obs[~done])
+        assert not np.shares_memory(prev, obs)
+    assert ends >= 8
+
+
+def test_envpool_names_and_the_missing_extra_are_clear_errors(monkeypatch):
+    if _has("envpool"):
+        with pytest.raises(ValueError, match="Unknown EnvPool environment 'CartPol-v1'"):
+            envs.resolve("envpool:CartPol-v1")
+    monkeypatch.setitem(sys.modules, "envpool", None)
+    with pytest.raises(ValueError, match=r'pip install -e "\.\[envpool\]"'):
+        envs.resolve("envpool:CartPole-v1")
