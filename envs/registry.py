@@ -238,6 +238,15 @@ def host_vec_env(env_fn: Any, num_envs: int, name: str, mode: str = "sync") -> A
 
 def _gymnasium_fn(env_id: str, kwargs: dict[str, Any]) -> Callable[[], Any]:
     import gymnasium
+    from purerl.envs.atari import is_atari, make_atari, register
+
+    if is_atari(env_id):
+        register()
+        if env_id not in gymnasium.registry:
+            raise ValueError(
+                f"Unknown Atari environment {env_id!r} (ale-py's ids: ALE/Breakout-v5, ...)."
+            )
+        return functools.partial(make_atari, env_id, **kwargs)
 
     if ":" in env_id:  # "my_pkg.envs:MyEnv-v0": the module registers the id when imported.
         module_name, _, env_id = env_id.partition(":")

@@ -222,3 +222,12 @@ class HostRewardScale:
     def load(self, state: dict[str, Any]) -> None:
         self.returns = np.asarray(state["returns"], np.float64)
         self.count, self.mean, self.var = (float(v) for v in state["moments"])
+
+
+class ClipReward(Wrapper):
+    """Rewards clipped to their sign (`--clip-rewards`), over a `VecEnv` (outside
+    `EpisodeStatistics`, so episode returns are logged unclipped)."""
+
+    def step(self, key: jax.Array, state: Any, action: jax.Array, params: EnvParams) -> StepResult:
+        obs, state, reward, terminated, truncated, info = self.env.step(key, state, action, params)
+        return obs, state, jnp.sign(reward).astype(jnp.float32), terminated, truncated, info

@@ -28,7 +28,7 @@ from purerl.core import (
     reset_carry,
 )
 from purerl.envs.base import Environment, EnvParams, env_spec
-from purerl.envs.wrappers import EpisodeStatistics, ScaleReward, VecEnv
+from purerl.envs.wrappers import ClipReward, EpisodeStatistics, ScaleReward, VecEnv
 from purerl.experiments.loop import (
     Evaluate,
     IntervalOutput,
@@ -146,6 +146,7 @@ class DeviceLoop:
       seeds_per_config: seeds of each swept configuration.
       reward_gamma: scale rewards by the running std of discounted returns with this
         gamma (`envs.wrappers.ScaleReward`); None: no scaling.
+      clip_rewards: the agent learns from rewards clipped to their sign.
       spread_runs: split the vmapped runs over the devices along `RUNS_AXIS` (each device
         trains its own runs with all their envs, no collectives) instead of training every
         run data-parallel on all of them; the recipe must then be sized for one device.
@@ -167,6 +168,7 @@ class DeviceLoop:
         seeds_per_config: int | None = None,
         reward_gamma: float | None = None,
         spread_runs: bool = False,
+        clip_rewards: bool = False,
     ):
         self.spread = spread_runs and mesh.devices.size > 1
         if self.spread:
@@ -184,6 +186,8 @@ class DeviceLoop:
         self.seeds_per_config = seeds_per_config or num_seeds
         schedule = recipe.schedule
         vec_env = VecEnv(EpisodeStatistics(env), recipe.num_envs)
+        if clip_rewards:
+            vec_env = ClipReward(vec_env)
         if reward_gamma is not None:
             vec_env = ScaleReward(vec_env, reward_gamma, DEVICE_AXIS)
         spec = env_spec(env, env_params)

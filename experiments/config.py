@@ -74,6 +74,8 @@ class RunConfig:
         no collectives between them, instead of training every run data-parallel on all
         the devices. The runs must divide evenly. (On a CPU, make one device per core with
         XLA_FLAGS=--xla_force_host_platform_device_count=N set before JAX starts.)
+      clip_rewards: the agent learns from rewards clipped to their sign; episode returns
+        are logged unclipped. Default: on for Atari (gymnasium:ALE/...), off otherwise.
       normalize_rewards: scale the rewards the agent learns from by the running standard
         deviation of each env's discounted return (the agent's gamma), clipped to +-10;
         episode returns are still logged unscaled. The statistics are saved in checkpoints.
@@ -104,6 +106,7 @@ class RunConfig:
     compile_cache_dir: str | None = None
     sweep: tuple[str, ...] = ()
     spread_runs: bool = False
+    clip_rewards: bool | None = None
     normalize_rewards: bool = False
     tensorboard: bool = True
     wandb_project: str | None = None

@@ -102,6 +102,7 @@ class HostLoop:
         max_staleness: int,
         seed: int,
         reward_gamma: float | None = None,
+        clip_rewards: bool = False,
     ):
         if max_staleness < 0:
             raise ValueError(f"--max-staleness must be 0 or more; got {max_staleness}.")
@@ -117,6 +118,7 @@ class HostLoop:
                 f"({self.num_devices})."
             )
         self.rollouts = 0  # Rollouts learned from so far.
+        self.clip_rewards = clip_rewards
         self.reward_scale = (
             None if reward_gamma is None else HostRewardScale(env.num_envs, reward_gamma)
         )
@@ -334,6 +336,8 @@ class HostLoop:
             next_obs, reward[t], terminated[t], truncated[t], final, ret, length, done = env.step(
                 action
             )
+            if self.clip_rewards:  # What the agent learns from; the logged returns stay raw.
+                reward[t] = np.sign(reward[t])
             if self.reward_scale is not None:
                 reward[t] = self.reward_scale(reward[t], done)
             steps = steps + b

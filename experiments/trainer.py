@@ -140,6 +140,9 @@ def build_loop(
     a few words on where it runs. `sweep` is `(Sweep, context -> (row -> recipe))`; `gamma`
     discounts the returns whose spread `--normalize-rewards` divides rewards by."""
     reward_gamma = float(gamma) if run.normalize_rewards else None
+    from purerl.envs.atari import is_atari
+
+    clip_rewards = is_atari(run.env) if run.clip_rewards is None else run.clip_rewards
     from purerl import envs
 
     enable_compile_cache(run)
@@ -178,6 +181,7 @@ def build_loop(
             staleness,
             run.seed,
             reward_gamma=reward_gamma,
+            clip_rewards=clip_rewards,
         )
         where = f"{recipe.num_envs} {run.host_envs} Python envs on the host, learner on"
     else:
@@ -218,6 +222,7 @@ def build_loop(
             seeds_per_config=run.num_seeds,
             reward_gamma=reward_gamma,
             spread_runs=spread,
+            clip_rewards=clip_rewards,
         )
         where = (
             f"runs spread over the devices, {recipe.num_envs} envs per run, on"

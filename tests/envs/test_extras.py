@@ -94,3 +94,41 @@ def test_envpool_names_and_the_missing_extra_are_clear_errors(monkeypatch):
     monkeypatch.setitem(sys.modules, "envpool", None)
     with pytest.raises(ValueError, match=r'pip install -e "\.\[envpool\]"'):
         envs.resolve("envpool:CartPole-v1")
+
+
+def test_clipped_rewards_reach_the_learner_while_raw_returns_are_logged(tmp_path):
+    import threading
+
+    from purerl.agents import registry
+    from purerl.experiments.trainer import build_loop
+
+    entry = registry.get("ppo")
+    config = entry.config_class()(num_envs=2, num_steps=200, num_minibatches=2)
+    run = RunConfig(env="gymnasium:Pendulum-v1", clip_rewards=True, num_devices=1)
+    loop, _, _, _ = build_loop(
+        run, lambda c: entry.recipe(config, c), config.env_steps_per_update, False
+    )
+    runner = loop.init()
+    state = loop._to_actor(runner.learner)
+    position = (runner.actor_key, runner.actor_carry, runner.actor_done, runner.actor_steps)
+    (trajectory, stats), _ = loop._collect(state, position, threading.Event())
+    loop.close()
+    assert set(np.unique(trajectory.reward)) <= {-1.0, 0.0}  # Pendulum pays -16..0: signs.
+    assert stats[2] == 2 and stats[0] / stats[2] < -100  # Two whole episodes, raw returns.
+
+
+def test_the_atari_preset_stacks_84x84_grey_frames_channels_last():
+    pytest.importorskip("ale_py")
+    pytest.importorskip("cv2")
+    from purerl.envs.atari import is_atari
+
+    vec = envs.make_host("gymnasium:ALE/Breakout-v5", 2)
+    assert is_atari("gymnasium:ALE/Breakout-v5") and not is_atari("gymnasium:CartPole-v1")
+    assert vec.spec.observation_space.shape == (84, 84, 4)
+    obs = vec.reset(seed=0)
+    assert obs.shape == (2, 84, 84, 4) and obs.dtype == np.uint8
+    for _ in range(3):
+        obs, *_ = vec.step(np.ones(2, np.int64))
+    vec.close()
+    with pytest.raises(ValueError, match="Unknown Atari environment"):
+        envs.resolve("gymnasium:ALE/Breakot-v5")

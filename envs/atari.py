@@ -1,0 +1,49 @@
+"""The Atari preset: `--env gymnasium:ALE/NAME-v5` (ale-py) with the standard preprocessing,
+an optional extra: `pip install -e ".[atari]"`.
+
+Each env is Gymnasium's `ALE/NAME-v5` (sticky actions, as v5 has them) under Gymnasium's
+`AtariPreprocessing` (up to 30 no-op starts, 4 frames skipped with the last two max-pooled,
+84x84 greyscale) and a stack of the last 4 frames, channels last (`[84, 84, 4]` uint8, what
+the Nature CNN torso takes). Rewards reach the agent clipped to their sign (the host loop's
+`--clip-rewards`, on by default for these ids) while the logged episode returns are the
+game's raw scores. An episode is a whole game: a lost life does not end it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+EXTRA_HINT = 'Atari needs ale-py and OpenCV: pip install -e ".[atari]".'
+
+
+def is_atari(name: str) -> bool:
+    """Whether `name` (an `--env` value) is an ALE id the preset applies to."""
+    return name.removeprefix("gymnasium:").startswith("ALE/")
+
+
+def register() -> None:
+    """Registers ALE's ids with Gymnasium, or a clear error naming the extra."""
+    try:
+        import ale_py
+        import cv2  # noqa: F401 (AtariPreprocessing's resizing)
+    except ImportError as e:
+        raise ValueError(f"{e}. {EXTRA_HINT}") from None
+    gymnasium.register_envs(ale_py)
+
+
+def make_atari(env_id: str, frame_stack: int = 4, **kwargs: Any) -> gymnasium.Env:
+    """One preprocessed Atari env (see the module doc); `kwargs` go to `gymnasium.make`."""
+    register()
+    env = gymnasium.make(env_id, frameskip=1, **kwargs)
+    env = gymnasium.wrappers.AtariPreprocessing(
+        env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True, scale_obs=False
+    )
+    env = gymnasium.wrappers.FrameStackObservation(env, frame_stack)
+    shape = env.observation_space.shape[1:] + env.observation_space.shape[:1]
+    space = gymnasium.spaces.Box(0, 255, shape, np.uint8)
+    return gymnasium.wrappers.TransformObservation(
+        env, lambda obs: np.moveaxis(np.asarray(obs), 0, -1), space
+    )
