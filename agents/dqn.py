@@ -363,6 +363,31 @@ def _windows(items: Any) -> Any:
     return items
 
 
+def apply_q_update(
+    state: DQNState,
+    grads: Any,
+    tx: optax.GradientTransformation,
+    config: DQNConfig,
+    axis_name: str | None,
+) -> tuple[DQNState, Any]:
+    """The online network's optimizer step on `grads` (averaged over `axis_name`), then the
+    target network's update (Polyak step `tau` every `target_update_period` steps); returns
+    the new state and the averaged gradients."""
+    grads = maybe_pmean(grads, axis_name)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    steps = state.steps + 1
+    target_params = optax.periodic_update(
+        optax.incremental_update(params, state.target_params, config.tau),
+        state.target_params,
+        steps,
+        config.target_update_period,
+    )
+    return state.replace(
+        params=params, target_params=target_params, opt_state=opt_state, steps=steps
+    ), grads
+
+
 def make(config: DQNConfig, axis_name: str | None = None, num_updates: int | None = None) -> Agent:
     """Builds a value-based agent (DQN or any variant its config names).
 
@@ -463,16 +488,7 @@ def make(config: DQNConfig, axis_name: str | None = None, num_updates: int | Non
             return jnp.mean(sample.weights * losses), (losses, q_values(out_tm1))
 
         (loss, (priority, q_tm1)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        grads = maybe_pmean(grads, axis_name)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        steps = state.steps + 1
-        target_params = optax.periodic_update(
-            optax.incremental_update(params, state.target_params, config.tau),
-            state.target_params,
-            steps,
-            config.target_update_period,
-        )
+        new_state, grads = apply_q_update(state, grads, tx, config, axis_name)
         metrics = {
             "loss": loss,
             "td_abs": jnp.mean(jnp.abs(priority)),
@@ -480,9 +496,6 @@ def make(config: DQNConfig, axis_name: str | None = None, num_updates: int | Non
             "grad_norm": optax.tree_utils.tree_norm(grads),
             "epsilon": epsilon(config.env_steps(state.steps)),
         }
-        new_state = state.replace(
-            params=params, target_params=target_params, opt_state=opt_state, steps=steps
-        )
         # Priorities stay per device: each device writes its own replay shard.
         return new_state, {**maybe_pmean(metrics, axis_name), PRIORITIES: jnp.abs(priority)}
 

@@ -70,6 +70,23 @@ class QNetwork(nn.Module):
         return head(self.torso(obs))
 
 
+class RecurrentQNetwork(nn.Module):
+    """A recurrent core + Q head, one time step: `(carry, obs[B, ...]) -> (carry,
+    q[B, num_actions])` (R2D2's network)."""
+
+    core: nn.Module
+    num_actions: int
+    dueling: bool = False
+
+    @nn.compact
+    def __call__(self, carry: Any, obs: jax.Array) -> tuple[Any, jax.Array]:
+        carry, features = self.core(carry, obs)
+        return carry, QHead(self.num_actions, self.dueling)(features)
+
+    def initialize_carry(self, batch_size: int) -> Any:
+        return self.core.initialize_carry(batch_size)
+
+
 class CategoricalHead(nn.Module):
     """Logits -> a `distrax.Categorical` policy; small init so the first policy is near uniform."""
 
@@ -235,6 +252,7 @@ class TwinQ(nn.Module):
 __all__ = [
     "QHead",
     "QNetwork",
+    "RecurrentQNetwork",
     "CategoricalHead",
     "GaussianHead",
     "ValueHead",

@@ -263,6 +263,23 @@ def test_value_family_learns_cartpole(tmp_path, agent):
 
 
 @pytest.mark.slow
+def test_r2d2_remembers_what_a_feed_forward_dqn_cannot(tmp_path):
+    # MemoryChain: the first observation says which action pays at the end; DQN scores 0.
+    entry = registry.get("r2d2")
+    run = RunConfig(
+        env="MemoryChain-bsuite",
+        total_timesteps=200_000,
+        num_logs=4,
+        run_dir=str(tmp_path / "r2d2"),
+        quiet=True,
+        num_devices=1,
+        plot=False,
+    )
+    summary = train(entry, run, entry.config_class()())
+    assert summary["final_return"][0] >= 0.5
+
+
+@pytest.mark.slow
 def test_ppo_learns_data_parallel_on_four_devices(tmp_path):
     run = RunConfig(total_timesteps=500_000, run_dir=str(tmp_path / "ppo4"), quiet=True)
     summary = ppo.run(run, PPOConfig())

@@ -1,0 +1,223 @@
+"""An R2D2-style recurrent value agent (Kapturowski et al., 2019): a recurrent Q-network
+(LSTM or GRU core) trained from replayed sequences.
+
+- Sequence replay: windows of `sequence_length` consecutive steps of one env (the value
+  family's sequence replay), each step with the carry the actor held when it acted on it.
+- The stored carry: each window starts from the carry its first step was acted with, so
+  the network sees its memory as it was then (R2D2's "stored state").
+- Burn-in: the first `burn_in` steps only warm the carry up (no gradient through them, no
+  loss on them).
+- The loss is double Q-learning (rlax) on every step after the burn-in. A step's next
+  observation is evaluated with the carry after that step (before any reset), so an episode
+  end inside the window bootstraps correctly: a termination does not, a truncation does,
+  from the episode's final observation. The carry is reset after each episode end, as the
+  actor reset it.
+- With prioritised replay a window's priority is R2D2's mix `eta * max |td| + (1 - eta) *
+  mean |td|` over its trained steps.
+
+The value-family options that are not recurrent (distributional heads, noisy nets, n-step
+windows) are refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import distrax
+import jax
+import jax.numpy as jnp
+import optax
+import rlax
+from purerl.agents.dqn import DQNConfig, DQNState, apply_q_update
+from purerl.agents.registry import Context, Recipe
+from purerl.core import (
+    DEVICE_AXIS,
+    PRIORITIES,
+    Agent,
+    EnvSpec,
+    Metrics,
+    maybe_pmean,
+    per_device,
+    require_discrete,
+    reset_carry,
+)
+from purerl.networks import RecurrentQNetwork
+from purerl.networks.torsos import zero_carry
+from purerl.replay import Sample, Schedule
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class R2D2Config(DQNConfig):
+    """R2D2 hyperparameters: DQN's (replay, network, optimizer, exploration, target), with a
+    recurrent torso and sequences.
+
+    Attributes:
+      sequence_length: steps per replayed window (burn-in included).
+      burn_in: steps at each window's start that only warm up the carry.
+      priority_eta: a window's priority is `eta * max + (1 - eta) * mean` of its |TD|s.
+    """
+
+    torso: str = "lstm"
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    double_q: bool = True
+    sequence_length: int = 20
+    burn_in: int = 5
+    priority_eta: float = 0.9
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.recurrent:
+            raise ValueError(
+                f"R2D2Config.torso must be recurrent (lstm or gru); got {self.torso!r}."
+            )
+        unsupported = {
+            "--distribution": self.distribution != "none",
+            "--noisy": self.noisy,
+            "--n-step": self.n_step != 1,
+        }
+        given = [flag for flag, on in unsupported.items() if on]
+        if given:
+            raise ValueError(f"R2D2 has no recurrent variant of {', '.join(given)} yet.")
+        if not 0 <= self.burn_in < self.sequence_length:
+            raise ValueError(
+                f"R2D2Config.burn_in ({self.burn_in}) must be at least 0 and below "
+                f"sequence_length ({self.sequence_length})."
+            )
+        if not 0.0 <= self.priority_eta <= 1.0:
+            raise ValueError(f"R2D2Config.priority_eta must be in [0, 1]; got {self.priority_eta}.")
+
+    def check_network(self, recurrent_ok: bool = False) -> None:
+        super().check_network(recurrent_ok=True)
+
+    @property
+    def recurrent(self) -> bool:
+        from purerl.networks import is_recurrent
+
+        return is_recurrent(self.torso)
+
+
+def make(config: R2D2Config, axis_name: str | None = None, num_updates: int | None = None) -> Agent:
+    """Builds an R2D2 agent (see the module doc)."""
+    epsilon = optax.linear_schedule(
+        config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps
+    )
+    tx = config.make_optimizer(config.learning_rate, num_updates)
+    cell, cell_size = config.torso, config.hidden_sizes[-1]
+
+    def initial_carry(batch_size: int) -> Any:
+        return zero_carry(cell, cell_size, batch_size)
+
+    def init(key: jax.Array, spec: EnvSpec) -> DQNState:
+        num_actions = require_discrete(spec.action_space, "R2D2")
+        shape = spec.observation_space.shape
+        if shape is None:
+            raise ValueError(f"R2D2 needs array observations; got {spec.observation_space}.")
+        network = RecurrentQNetwork(config.make_torso(shape), num_actions, config.dueling)
+        obs = jnp.zeros((1,) + tuple(shape), spec.observation_space.dtype)
+        params = network.init(key, initial_carry(1), obs)
+        return DQNState(params, params, tx.init(params), jnp.zeros((), jnp.int32), network)
+
+    def act(
+        state: DQNState, carry: Any, obs: jax.Array, key: jax.Array, deterministic: bool = False
+    ) -> tuple[jax.Array, Any, dict[str, jax.Array]]:
+        carry, q = state.network.apply(state.params, carry, obs)
+        if deterministic:
+            return jnp.argmax(q, axis=-1).astype(jnp.int32), carry, {}
+        explore = distrax.EpsilonGreedy(q, epsilon(config.env_steps(state.steps)))
+        return explore.sample(seed=key).astype(jnp.int32), carry, {}
+
+    def unroll(network: Any, params: Any, batch: Any, start: Any) -> tuple[jax.Array, Any]:
+        """Q-values `[L, N, A]` along time-major windows from the carry `start`, and the
+        carries after each step (before the reset that follows an episode end)."""
+        done = jnp.logical_or(batch.terminated, batch.truncated)
+        first = jnp.concatenate([jnp.zeros_like(done[:1]), done[:-1]])
+        initial = initial_carry(done.shape[1])
+
+        def step(carry: Any, inputs: tuple[Any, jax.Array]) -> tuple[Any, Any]:
+            obs, new_episode = inputs
+            carry = reset_carry(initial, carry, new_episode)
+            carry, q = network.apply(params, carry, obs)
+            return carry, (q, carry)
+
+        _, (q, after) = jax.lax.scan(step, start, (batch.obs, first))
+        return q, after
+
+    def next_q(network: Any, params: Any, after: Any, next_obs: jax.Array) -> jax.Array:
+        """Q at each step's next observation `[L, N, A]`, with the carry after that step."""
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+        _, q = network.apply(params, jax.tree.map(flat, after), flat(next_obs))
+        return q.reshape(next_obs.shape[:2] + q.shape[-1:])
+
+    def learn(state: DQNState, sample: Sample, key: jax.Array) -> tuple[DQNState, Metrics]:
+        del key
+        # Windows [N, L] -> time-major [L, N]; each window starts from its stored carry.
+        batch = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), sample.items)
+        start = jax.tree.map(lambda x: x[0], batch.carry)
+        network, burn = state.network, config.burn_in
+        warm = lambda x: x[burn:]  # noqa: E731 (the trained steps)
+        if burn:
+            head = jax.tree.map(lambda x: x[:burn], batch)
+            _, after = unroll(network, jax.lax.stop_gradient(state.params), head, start)
+            # The carry after the burn-in, reset if the burn-in's last step ended an episode.
+            ended = jnp.logical_or(head.terminated[-1], head.truncated[-1])
+            start_online = reset_carry(
+                initial_carry(ended.shape[0]), jax.tree.map(lambda x: x[-1], after), ended
+            )
+            _, after_t = unroll(network, state.target_params, head, start)
+            start_target = reset_carry(
+                initial_carry(ended.shape[0]), jax.tree.map(lambda x: x[-1], after_t), ended
+            )
+        else:
+            start_online = start_target = start
+        tail = jax.tree.map(warm, batch)
+        _, after_target = unroll(network, state.target_params, tail, start_target)
+        q_t = next_q(network, state.target_params, after_target, tail.next_obs)
+        reward = tail.reward.astype(jnp.float32)
+        discount = config.gamma * (1.0 - tail.terminated.astype(jnp.float32))
+
+        def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+            q_tm1, after = unroll(network, params, tail, jax.lax.stop_gradient(start_online))
+            if config.double_q:
+                selector = jax.lax.stop_gradient(next_q(network, params, after, tail.next_obs))
+                td = jax.vmap(jax.vmap(rlax.double_q_learning))(
+                    q_tm1, tail.action, reward, discount, q_t, selector
+                )
+            else:
+                td = jax.vmap(jax.vmap(rlax.q_learning))(q_tm1, tail.action, reward, discount, q_t)
+            if config.loss == "huber":
+                per_step = rlax.huber_loss(td, config.huber_delta)
+            else:
+                per_step = 0.5 * jnp.square(td)
+            loss = jnp.mean(jnp.mean(per_step, axis=0) * sample.weights)
+            return loss, (td, q_tm1)
+
+        (loss, (td, q_tm1)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        new_state, grads = apply_q_update(state, grads, tx, config, axis_name)
+        abs_td = jnp.abs(td)  # [L - burn_in, N]
+        eta = config.priority_eta
+        priorities = eta * jnp.max(abs_td, axis=0) + (1 - eta) * jnp.mean(abs_td, axis=0)
+        metrics = {
+            "loss": loss,
+            "td_abs": jnp.mean(abs_td),
+            "q_mean": jnp.mean(q_tm1),
+            "grad_norm": optax.tree_utils.tree_norm(grads),
+            "epsilon": epsilon(config.env_steps(state.steps)),
+        }
+        return new_state, {**maybe_pmean(metrics, axis_name), PRIORITIES: priorities}
+
+    return Agent(init=init, act=act, learn=learn, initial_carry=initial_carry)
+
+
+def recipe(config: R2D2Config, context: Context) -> Recipe:
+    """R2D2's data path (uniform or prioritised replay of windows of `sequence_length` steps,
+    one shard per device) and schedule (one gradient step every `train_frequency` vector
+    steps)."""
+    num_envs = per_device(config.num_envs, "--num-envs", context.num_devices)
+    data = config.replay(
+        context.num_devices, context.num_updates, sequence_length=config.sequence_length
+    )
+    agent = make(config, axis_name=DEVICE_AXIS, num_updates=context.num_updates)
+    schedule = Schedule(rollout_length=config.train_frequency)
+    return Recipe(agent, data, schedule, config.num_envs if context.host else num_envs)
