@@ -461,7 +461,8 @@ def test_continuous_agents_learn_pendulum(tmp_path, name):
         num_devices=1,
         plot=False,
     )
-    summary = train(entry, run, entry.config_class()(hidden_sizes=(64, 64)))
+    config = entry.config_class()(hidden_sizes=(64, 64), learning_starts=1000)
+    summary = train(entry, run, config)
     assert summary["final_return"][0] >= -400  # Random actions score about -1200.
 
 
