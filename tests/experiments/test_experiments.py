@@ -449,7 +449,7 @@ def test_periodic_evaluation_is_logged_apart_from_training(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["sac", "td3"])
+@pytest.mark.parametrize("name", ["sac", "td3", "ddpg"])
 def test_continuous_agents_learn_pendulum(tmp_path, name):
     entry = registry.get(name)
     run = RunConfig(
