@@ -111,6 +111,27 @@ def reset_carry(initial: Carry, carry: Carry, done: jax.Array) -> Carry:
     return jax.tree.map(pick, initial, carry)
 
 
+def unroll_episodes(
+    step: Callable[[Carry, Any], tuple[Carry, Any]],
+    start: Carry,
+    obs: Any,
+    done: jax.Array,
+    initial: Carry,
+) -> tuple[Any, Any]:
+    """`step(carry, obs_t) -> (carry, out_t)` scanned over time-major `obs[T, B, ...]` from
+    `start`, the carry reset to `initial` after each step that ended an episode (`done[T,
+    B]`), as the loops reset it while acting. Returns the outputs `[T, ...]` and the carries
+    after each step (before any reset)."""
+    first = jnp.concatenate([jnp.zeros_like(done[:1]), done[:-1]])
+
+    def body(carry: Carry, inputs: tuple[Any, jax.Array]) -> tuple[Carry, Any]:
+        carry, out = step(reset_carry(initial, carry, inputs[1]), inputs[0])
+        return carry, (out, carry)
+
+    _, (outs, after) = jax.lax.scan(body, start, (obs, first))
+    return outs, after
+
+
 class Transition(NamedTuple):
     """One environment step, the record that flows through `lax.scan` and into replay.
 

@@ -36,7 +36,7 @@ from purerl.core import (
     per_device,
     require_box,
     require_discrete,
-    reset_carry,
+    unroll_episodes,
 )
 from purerl.networks import ActorCritic, RecurrentActorCritic, is_recurrent
 from purerl.networks.torsos import zero_carry
@@ -273,14 +273,11 @@ def unroll(
     done = jnp.logical_or(batch.terminated, batch.truncated)
     start = jax.tree.map(lambda x: x[0], batch.carry)
 
-    def step(carry: Any, inputs: tuple[Any, jax.Array]) -> tuple[Any, Any]:
-        obs, first = inputs
-        carry = reset_carry(initial, carry, first)
+    def step(carry: Any, obs: Any) -> tuple[Any, Any]:
         carry, (pi, value) = network.apply(params, carry, obs)
-        return carry, (pi.logits, value, carry)
+        return carry, (pi.logits, value)
 
-    first = jnp.concatenate([jnp.zeros_like(done[:1]), done[:-1]])
-    _, (logits, value, after) = jax.lax.scan(step, start, (batch.obs, first))
+    (logits, value), after = unroll_episodes(step, start, batch.obs, done, initial)
     return (distrax.Categorical(logits=logits), value), after
 
 

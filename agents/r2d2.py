@@ -41,6 +41,7 @@ from purerl.core import (
     per_device,
     require_discrete,
     reset_carry,
+    unroll_episodes,
 )
 from purerl.networks import RecurrentQNetwork
 from purerl.networks.torsos import zero_carry
@@ -132,17 +133,8 @@ def make(config: R2D2Config, axis_name: str | None = None, num_updates: int | No
         """Q-values `[L, N, A]` along time-major windows from the carry `start`, and the
         carries after each step (before the reset that follows an episode end)."""
         done = jnp.logical_or(batch.terminated, batch.truncated)
-        first = jnp.concatenate([jnp.zeros_like(done[:1]), done[:-1]])
-        initial = initial_carry(done.shape[1])
-
-        def step(carry: Any, inputs: tuple[Any, jax.Array]) -> tuple[Any, Any]:
-            obs, new_episode = inputs
-            carry = reset_carry(initial, carry, new_episode)
-            carry, q = network.apply(params, carry, obs)
-            return carry, (q, carry)
-
-        _, (q, after) = jax.lax.scan(step, start, (batch.obs, first))
-        return q, after
+        step = lambda carry, obs: network.apply(params, carry, obs)  # noqa: E731
+        return unroll_episodes(step, start, batch.obs, done, initial_carry(done.shape[1]))
 
     def next_q(network: Any, params: Any, after: Any, next_obs: jax.Array) -> jax.Array:
         """Q at each step's next observation `[L, N, A]`, with the carry after that step."""

@@ -154,9 +154,7 @@ def cartpole_positions_only() -> tuple[MaskObservation, EnvParams]:
 class RewardScaleState:
     env_state: Any
     returns: jax.Array  # [num_envs] float32, each env's discounted return so far.
-    count: jax.Array  # [] float32, returns seen (over all devices).
-    mean: jax.Array  # [] float32, their mean,
-    var: jax.Array  # [] float32, and variance.
+    stats: Any  # agents.normalize.RunningStats of those returns (over all devices).
 
 
 class ScaleReward(Wrapper):
@@ -170,28 +168,25 @@ class ScaleReward(Wrapper):
         self.gamma, self.axis_name, self.clip = gamma, axis_name, clip
 
     def reset(self, key: jax.Array, params: EnvParams) -> tuple[Any, RewardScaleState]:
+        from purerl.agents.normalize import stats_init
+
         obs, state = self.env.reset(key, params)
-        zero = jnp.zeros((), jnp.float32)
         returns = jnp.zeros((self.env.num_envs,), jnp.float32)
-        return obs, RewardScaleState(state, returns, zero, zero, jnp.ones((), jnp.float32))
+        return obs, RewardScaleState(state, returns, stats_init(()))
 
     def step(
         self, key: jax.Array, state: RewardScaleState, action: jax.Array, params: EnvParams
     ) -> StepResult:
-        from purerl.agents.normalize import merge_moments
+        from purerl.agents.normalize import stats_update
 
         obs, env_state, reward, terminated, truncated, info = self.env.step(
             key, state.env_state, action, params
         )
         returns = state.returns * self.gamma + reward.astype(jnp.float32)
-        total = lambda v: v if self.axis_name is None else jax.lax.psum(v, self.axis_name)  # noqa: E731
-        n = total(jnp.asarray(returns.shape[0], jnp.float32))
-        mean = total(jnp.sum(returns)) / n
-        var = total(jnp.sum(jnp.square(returns - mean))) / n
-        count, mean, var = merge_moments(state.count, state.mean, state.var, n, mean, var)
-        scaled = jnp.clip(reward / jnp.sqrt(var + 1e-8), -self.clip, self.clip)
+        stats = stats_update(state.stats, returns, self.axis_name)
+        scaled = jnp.clip(reward / jnp.sqrt(stats.var + 1e-8), -self.clip, self.clip)
         returns = jnp.where(jnp.logical_or(terminated, truncated), 0.0, returns)
-        new = RewardScaleState(env_state, returns, count, mean, var)
+        new = RewardScaleState(env_state, returns, stats)
         return obs, new, scaled, terminated, truncated, info
 
 

@@ -201,19 +201,19 @@ class DeviceLoop:
         def update(
             runner: Runner, index: jax.Array | None = None
         ) -> tuple[Runner, tuple[dict[str, jax.Array], EpisodeStats]]:
-            agent = recipe_of(index).agent
+            this = recipe_of(index)
+            agent, data = this.agent, this.data
             runner, trajectory, stats = rollout(
                 agent, vec_env, env_params, runner, schedule, spec.action_space, steps_per_env_step
             )
-            runner, metrics = make_learner(agent, recipe_of(index).data, schedule)(
-                runner, trajectory
-            )
+            runner, metrics = make_learner(agent, data, schedule)(runner, trajectory)
             return runner, (metrics, stats)
 
         def init_one(
             seed_key: jax.Array, device_index: jax.Array, index: jax.Array | None = None
         ) -> Runner:
-            agent, data = recipe_of(index).agent, recipe_of(index).data
+            this = recipe_of(index)
+            agent, data = this.agent, this.data
             agent_key, env_key = jax.random.split(seed_key)
             # Same agent on every device; its own envs and randomness on each.
             env_key = jax.random.fold_in(env_key, device_index)
@@ -331,20 +331,13 @@ class DeviceLoop:
     def with_agent_states(self, runner: Runner, states: Any) -> Runner:
         """`runner` with each seed's agent state `[S, ...]` replaced by `states` (on every
         device, or, with runs spread over the devices, on each run's own)."""
-        if self.spread:
+        if self.spread:  # [S, ...] (or one for all) -> [devices, runs per device, ...]
             states = jax.tree.map(
-                lambda old, new: np.reshape(
-                    np.broadcast_to(new, (old.shape[0] * old.shape[1],) + old.shape[2:]), old.shape
-                ),
+                lambda old, new: np.broadcast_to(
+                    new, (old.shape[0] * old.shape[1],) + old.shape[2:]
+                ).reshape(old.shape),
                 runner.agent_state,
                 states,
-            )
-            return runner._replace(
-                agent_state=jax.tree.map(
-                    lambda old, new: jax.device_put(np.asarray(new, old.dtype), old.sharding),
-                    runner.agent_state,
-                    states,
-                )
             )
         return runner._replace(agent_state=place_like(runner.agent_state, states))
 

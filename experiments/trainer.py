@@ -58,6 +58,11 @@ def train(entry: Entry, run: RunConfig, config: Any) -> dict[str, Any]:
 
         sweep = parse_sweep(run.sweep, config)
         names = sweep.names
+        if run.normalize_rewards and "gamma" in names:
+            raise ValueError(
+                "--normalize-rewards scales rewards by returns discounted with one gamma, so "
+                "it cannot be combined with --sweep gamma; sweep gamma without it."
+            )
 
         def swept(context: Context) -> Callable[[Any], Recipe]:
             return lambda row: entry.recipe(with_values(config, names, row), context)
@@ -103,6 +108,11 @@ def train_agent(
       The summary dict (also written to `RUN_DIR/summary.json`).
     """
     run = run or RunConfig()
+    if run.sweep:
+        raise ValueError(
+            "--sweep varies a registered agent's config options; an agent given to "
+            "train_agent has none to vary. Build one agent per value and train each."
+        )
 
     def build(context: Context) -> Recipe:
         envs = num_envs if context.host else per_device(num_envs, "num_envs", context.num_devices)
@@ -139,11 +149,11 @@ def build_loop(
     """The loop `run` trains on (device or host, by its env), its plan, the device mesh and
     a few words on where it runs. `sweep` is `(Sweep, context -> (row -> recipe))`; `gamma`
     discounts the returns whose spread `--normalize-rewards` divides rewards by."""
-    reward_gamma = float(gamma) if run.normalize_rewards else None
+    from purerl import envs
     from purerl.envs.atari import is_atari
 
+    reward_gamma = float(gamma) if run.normalize_rewards else None
     clip_rewards = is_atari(run.env) if run.clip_rewards is None else run.clip_rewards
-    from purerl import envs
 
     enable_compile_cache(run)
     kind, made = envs.resolve(run.env)  # Host envs resolve without starting JAX's backend.
@@ -160,6 +170,12 @@ def build_loop(
                 f"{run.env} is a host (Python) environment, and a sweep in one program needs a "
                 "JAX environment (the device loop). Run each configuration as its own process "
                 "(one command per value, e.g. --learning-rate V)."
+            )
+        if run.spread_runs:
+            print(
+                f"warning: {run.env} is a host (Python) environment, which trains one run per "
+                "process; not using --spread-runs.",
+                file=sys.stderr,
             )
         if run.num_seeds != 1:
             raise ValueError(
@@ -205,10 +221,10 @@ def build_loop(
         spread = run.spread_runs and num_devices > 1
         # Spread runs each train whole on one device: the recipe is sized for one.
         learners = 1 if spread else num_devices
-        recipe = build(Context(learners, the_plan.num_updates, host=False))
+        context = Context(learners, the_plan.num_updates, host=False)
+        recipe = build(context)
         swept = None
         if sweep is not None:
-            context = Context(learners, the_plan.num_updates, host=False)
             swept = (sweep[0].values(run.num_seeds), sweep[1](context))
         loop = anakin.DeviceLoop(
             recipe,

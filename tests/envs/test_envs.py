@@ -230,7 +230,7 @@ def test_reward_scaling_divides_by_the_std_of_discounted_returns_on_both_loops()
         # Logged returns stay unscaled.
         assert np.all(np.asarray(info["episode_return"]) == np.floor(info["episode_return"]))
     np.testing.assert_allclose(state.returns, returns, rtol=1e-5)  # Reset where episodes ended,
-    assert float(state.count) == 90 and ends >= 3
+    assert float(state.stats.count) == 90 and ends >= 3
     copy = HostRewardScale(3, gamma=0.9)
     copy.load(host.state())
     assert (
