@@ -170,8 +170,26 @@ class EpisodeStats(NamedTuple):
 
 
 def maybe_pmean(tree: Any, axis_name: str | None) -> Any:
-    """Averages `tree` over the named device axis, or returns it unchanged without one."""
-    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+    """Averages `tree` over the named device axis, or returns it unchanged without one.
+
+    Its leaves travel as one vector per dtype: every collective is a round trip between the
+    devices, which between hosts (gloo, or a network) costs far more than the copy."""
+    if axis_name is None or jax.lax.axis_size(axis_name) == 1:
+        return tree
+    leaves, treedef = jax.tree.flatten(tree)
+    if len(leaves) < 2:
+        return jax.lax.pmean(tree, axis_name)
+    groups: dict[Any, list[int]] = {}
+    for i, leaf in enumerate(leaves):
+        groups.setdefault(jnp.result_type(leaf), []).append(i)
+    out = list(leaves)
+    for members in groups.values():
+        flat = jnp.concatenate([jnp.ravel(leaves[i]) for i in members])
+        flat = jax.lax.pmean(flat, axis_name)
+        offsets = np.cumsum([0] + [np.size(leaves[i]) for i in members])
+        for i, start, stop in zip(members, offsets[:-1], offsets[1:], strict=True):
+            out[i] = flat[start:stop].reshape(jnp.shape(leaves[i]))
+    return jax.tree.unflatten(treedef, out)
 
 
 def require_discrete(space: gymnasium.spaces.Space, agent: str) -> int:

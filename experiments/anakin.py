@@ -29,6 +29,7 @@ from purerl.core import (
 )
 from purerl.envs.base import Environment, EnvParams, env_spec
 from purerl.envs.wrappers import ClipReward, EpisodeStatistics, ScaleReward, VecEnv
+from purerl.experiments.distributed import first_block, gather
 from purerl.experiments.loop import (
     Evaluate,
     IntervalOutput,
@@ -97,7 +98,8 @@ def rollout(
         return r, (transition, stats)
 
     runner, (trajectory, stats) = jax.lax.scan(step, runner, None, length=schedule.rollout_length)
-    stats = jax.tree.map(lambda x: jax.lax.psum(jnp.sum(x), DEVICE_AXIS), stats)
+    # One collective for the three sums (each is a round trip between devices).
+    stats = EpisodeStats(*jax.lax.psum(jnp.stack([jnp.sum(x) for x in stats]), DEVICE_AXIS))
     return runner, trajectory, stats
 
 
@@ -114,16 +116,29 @@ def place_like(placed: Any, states: Any) -> Any:
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:
-    """A one-axis mesh over the first `num_devices` local devices (all by default)."""
-    devices = jax.local_devices() if jax.process_count() == 1 else jax.devices()
-    if num_devices is not None:
-        if not 1 <= num_devices <= len(devices):
+    """A one-axis mesh over the first `num_devices` local devices (all by default). In a
+    multi-host run it spans every process's devices, `num_devices` in all: an equal share
+    of each process's own, in process order."""
+    processes = jax.process_count()
+    local = jax.local_devices()
+    if processes == 1:
+        if num_devices is not None and not 1 <= num_devices <= len(local):
             raise ValueError(
-                f"Asked for {num_devices} devices; {len(devices)} are available "
-                f"({devices[0].platform}). On a CPU, simulate more with "
+                f"Asked for {num_devices} devices; {len(local)} are available "
+                f"({local[0].platform}). On a CPU, simulate more with "
                 "XLA_FLAGS=--xla_force_host_platform_device_count=N set before JAX starts."
             )
-        devices = devices[:num_devices]
+        return Mesh(np.asarray(local[:num_devices]), (DEVICE_AXIS,))
+    share = len(local) if num_devices is None else num_devices // processes
+    if num_devices is not None and (num_devices % processes or not 1 <= share <= len(local)):
+        raise ValueError(
+            f"Asked for {num_devices} devices over {processes} processes with {len(local)} "
+            "devices each; give a multiple of the process count, at most all of them."
+        )
+    by_process: dict[int, list[Any]] = {}
+    for device in jax.devices():
+        by_process.setdefault(device.process_index, []).append(device)
+    devices = [d for p in sorted(by_process) for d in by_process[p][:share]]
     return Mesh(np.asarray(devices), (DEVICE_AXIS,))
 
 
@@ -312,11 +327,10 @@ class DeviceLoop:
         """One logging interval; its outputs are `[updates, seeds]`."""
         runner, (metrics, stats) = self._step(runner)
         # Blocking here also keeps un-awaited collectives from piling up (docs/architecture.md).
-        metrics, stats = jax.device_get((metrics, stats))
         if self.spread:  # [devices, updates, runs per device] -> [updates, runs]
-            pick = lambda x: np.concatenate(list(np.asarray(x)), axis=-1)  # noqa: E731
+            pick = lambda x: np.concatenate(list(gather(x)), axis=-1)  # noqa: E731
         else:
-            pick = lambda x: np.asarray(x)[0]  # noqa: E731 (device 0; equal on all devices)
+            pick = first_block  # A device this process holds; equal on all devices.
         return runner, IntervalOutput(
             {k: pick(v) for k, v in metrics.items()}, EpisodeStats(*map(pick, stats))
         )
@@ -324,9 +338,10 @@ class DeviceLoop:
     def agent_states(self, runner: Runner) -> Any:
         if self.spread:  # Each device's runs, in order: [S, ...].
             return jax.tree.map(
-                lambda x: np.asarray(x).reshape((-1,) + x.shape[2:]), runner.agent_state
+                lambda x: gather(x).reshape((-1,) + x.shape[2:]), runner.agent_state
             )
-        return jax.tree.map(lambda x: x[0], runner.agent_state)  # Device 0: [S, ...].
+        # One device's copy ([S, ...]), from a device this process holds.
+        return jax.tree.map(lambda x: x.addressable_shards[0].data[0], runner.agent_state)
 
     def with_agent_states(self, runner: Runner, states: Any) -> Runner:
         """`runner` with each seed's agent state `[S, ...]` replaced by `states` (on every

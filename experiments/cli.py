@@ -62,7 +62,12 @@ def experiment_class(name: str) -> type:
 
 
 def cli_main(fn: Callable[[], Any]) -> None:
-    """Runs a script's main, turning configuration errors into a one-line message."""
+    """Runs a script's main, turning configuration errors into a one-line message. On a CPU
+    it first makes one JAX device per core, for runs spread over them (`config.layout`)."""
+    from purerl.experiments.config import use_cpu_cores
+
+    if not any(a == "--coordinator" or a.startswith("--coordinator=") for a in sys.argv):
+        use_cpu_cores()
     try:
         fn()
     except KeyboardInterrupt as e:
@@ -90,7 +95,10 @@ def resume_configs(args: Any, agent_name: str, extend: bool = False) -> tuple[Ru
     from purerl.experiments.policy import read_config
 
     run_dir = args.run.resume
-    used = {"resume", "quiet", "rebuild_envs"} | ({"total_timesteps"} if extend else set())
+    # Each process of a multi-host run gives its own place in it; the rest is the run's.
+    given = ("quiet", "rebuild_envs", "coordinator", "num_processes", "process_id")
+    given += ("coordinator_timeout",)
+    used = {"resume", *given} | ({"total_timesteps"} if extend else set())
     ignored = [
         f"--{f.name.replace('_', '-')}"
         for part in (args.run, args.agent)
@@ -114,8 +122,7 @@ def resume_configs(args: Any, agent_name: str, extend: bool = False) -> tuple[Ru
             **saved["run"],
             "resume": str(run_dir),
             "run_dir": str(run_dir),
-            "quiet": args.run.quiet,
-            "rebuild_envs": args.run.rebuild_envs,
+            **{name: getattr(args.run, name) for name in given},
         }
     )
     config = saved["agent_config"]

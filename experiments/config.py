@@ -26,7 +26,9 @@ class RunConfig:
         whole logging intervals.
       seed: the first seed; seed i of --num-seeds is seed + i.
       num_seeds: independent seeds trained together, vmapped in one program.
-      num_devices: local devices to run data-parallel on (default: all).
+      num_devices: devices to run data-parallel on (default: all; on a CPU see
+        `--spread-runs`). In a multi-host run, the devices over all processes, an equal
+        share of each process's own.
       num_logs: logging intervals; the host sees the device once per interval.
       run_dir: where the summary and metrics go (default: runs/AGENT_ENV_TIME).
       quiet: print only the final summary line (no progress, no startup line).
@@ -72,13 +74,26 @@ class RunConfig:
       spread_runs: device loop with several devices: put the independent runs (seeds,
         sweep configurations) on the devices, each device training its own runs whole, with
         no collectives between them, instead of training every run data-parallel on all
-        the devices. The runs must divide evenly. (On a CPU, make one device per core with
-        XLA_FLAGS=--xla_force_host_platform_device_count=N set before JAX starts.)
+        the devices. The runs must divide evenly. On a CPU the command line does this by
+        default: it makes one device per core and spreads several runs over as many as
+        divide them (a single run, or the host loop, stays on one; --num-devices 1 keeps
+        every run on one; a count set in XLA_FLAGS keeps today's data-parallel default).
       clip_rewards: the agent learns from rewards clipped to their sign; episode returns
         are logged unclipped. Default: on for Atari (gymnasium:ALE/...), off otherwise.
       normalize_rewards: scale the rewards the agent learns from by the running standard
         deviation of each env's discounted return (the agent's gamma), clipped to +-10;
         episode returns are still logged unscaled. The statistics are saved in checkpoints.
+      coordinator: multi-host training: HOST:PORT of process 0, which coordinates the
+        others (jax.distributed). Run the same command on every process with the same
+        --coordinator and --num-processes and each its own --process-id; one mesh spans all
+        their devices and the learner is data-parallel over all of them. Only process 0
+        writes the run directory, which must be on storage every process sees (its
+        checkpoints are written by all). Default: $JAX_COORDINATOR_ADDRESS, if set.
+      num_processes: processes in a multi-host run (default: $JAX_NUM_PROCESSES).
+      process_id: this process's index, 0 to --num-processes - 1 (default:
+        $JAX_PROCESS_ID).
+      coordinator_timeout: seconds a process waits for the coordinator, and the
+        coordinator for the others, before stopping with an error.
       tensorboard: write TensorBoard event files to RUN_DIR/tensorboard.
       wandb_project: also log to this Weights & Biases project (needs `pip install wandb`).
     """
@@ -108,6 +123,10 @@ class RunConfig:
     spread_runs: bool = False
     clip_rewards: bool | None = None
     normalize_rewards: bool = False
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+    coordinator_timeout: float = 120.0
     tensorboard: bool = True
     wandb_project: str | None = None
 
@@ -120,6 +139,10 @@ class RunConfig:
             raise ValueError(f"--eval-every must be 0 or more; got {self.eval_every}.")
         if self.max_staleness is not None and self.max_staleness < 0:
             raise ValueError(f"--max-staleness must be 0 or more; got {self.max_staleness}.")
+        if self.coordinator_timeout <= 0:
+            raise ValueError(
+                f"--coordinator-timeout must be positive; got {self.coordinator_timeout}."
+            )
         if self.eval_episodes < 0:
             raise ValueError(f"--eval-episodes must be 0 or more; got {self.eval_episodes}.")
         for name in ("total_timesteps", "num_seeds", "num_logs"):
@@ -128,6 +151,48 @@ class RunConfig:
                     f"--{name.replace('_', '-')} must be a positive integer; "
                     f"got {getattr(self, name)}."
                 )
+
+
+_CORE_DEVICES: list[int] = []  # Set by the CLI (`use_cpu_cores`): CPU devices it made.
+
+
+def use_cpu_cores() -> None:
+    """The command line's default on a CPU: one JAX device per core, so that independent
+    runs (seeds, sweep configurations) spread over the cores (see `layout`). Not done where
+    the user set a device count (XLA_FLAGS' --xla_force_host_platform_device_count or
+    JAX_NUM_CPU_DEVICES), in a multi-host run, or once JAX has started its devices."""
+    from purerl.experiments import distributed
+
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    if os.environ.get("JAX_NUM_CPU_DEVICES") or os.environ.get(distributed.ADDRESS_VAR):
+        return
+    import jax
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized() or jax.config.jax_num_cpu_devices >= 0:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cores or 1) > 1:
+        jax.config.update("jax_num_cpu_devices", int(cores))
+        _CORE_DEVICES[:] = [int(cores)]
+
+
+def layout(run: RunConfig, host: bool) -> RunConfig:
+    """`run` with the devices it trains on chosen, where the command line made one CPU
+    device per core and `--num-devices` was not given: the host loop and a single run use
+    one device (a data-parallel learner over CPU devices that share the cores runs slower
+    than one), several runs spread over as many devices as divide them evenly."""
+    if not _CORE_DEVICES or run.num_devices is not None:
+        return run
+    import jax
+
+    if jax.default_backend() != "cpu":  # An accelerator: its devices, as asked.
+        return run
+    runs = len(run_seeds(run))
+    devices = 1 if host else len(jax.local_devices())
+    count = max(k for k in range(1, devices + 1) if runs % k == 0)
+    return dataclasses.replace(run, num_devices=count, spread_runs=run.spread_runs or count > 1)
 
 
 def sweep_size(run: RunConfig) -> int:

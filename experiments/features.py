@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 from purerl.core import EpisodeStats
+from purerl.experiments import distributed
 from purerl.experiments.checkpoint import Checkpoints, decode_history, encode_history
 from purerl.experiments.config import RunConfig, run_seeds
 from purerl.experiments.loop import IntervalOutput
@@ -94,11 +95,12 @@ def write_csv(path: Path, rows: list[dict[str, float]]) -> None:
 class MetricFiles(Feature):
     """`metrics.csv` (a row per interval) and `returns.csv` (each seed's mean return per
     interval), rewritten each interval so they can be read and plotted mid-run; keeps every
-    update's episode statistics for the summary's final return."""
+    update's episode statistics for the summary's final return. With no `run_dir` (the other
+    processes of a multi-host run) it only keeps them."""
 
     key = "metric_files"
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path | None):
         self.run_dir = run_dir
         self.rows: list[dict[str, float]] = []
         self.episodes: list[EpisodeStats] = []
@@ -106,6 +108,8 @@ class MetricFiles(Feature):
     def on_interval(self, interval: Interval) -> None:
         self.rows.append(interval.row)
         self.episodes.append(interval.output.episodes)
+        if self.run_dir is None:
+            return
         write_csv(self.run_dir / "metrics.csv", self.rows)
         returns = np.stack([_seed_returns(e) for e in self.episodes])
         write_returns(self.run_dir / RETURNS_FILE, [r["step"] for r in self.rows], returns)
@@ -212,7 +216,9 @@ class Evaluator:
 
 class PeriodicEvaluation(Feature):
     """`--eval-every`: evaluation episodes at the end of each interval that crosses a
-    multiple of it, to `eval.csv`, TensorBoard's `eval/` and the summary."""
+    multiple of it, to `eval.csv`, TensorBoard's `eval/` and the summary. Without `writers`
+    and `progress` (the other processes of a multi-host run) it only takes part in reading
+    the agent states."""
 
     key = "eval_rows"
 
@@ -222,8 +228,8 @@ class PeriodicEvaluation(Feature):
         run: RunConfig,
         evaluator: Callable[[], Evaluator],
         agent_states: Callable[[Any], Any],
-        writers: Writers,
-        progress: ProgressFeature,
+        writers: Writers | None,
+        progress: ProgressFeature | None,
     ):
         self.run_dir, self.run, self.writers, self.progress = run_dir, run, writers, progress
         self.evaluator, self.agent_states = evaluator, agent_states
@@ -236,7 +242,10 @@ class PeriodicEvaluation(Feature):
         # The last interval's evaluation uses the keys of the final one (`--eval-episodes`),
         # so a run that has both reports one score for its final policy, not two.
         step = None if interval.last else interval.steps
-        returns = self.evaluator()(self.agent_states(interval.runner), step)
+        states = self.agent_states(interval.runner)  # Collective with runs over hosts.
+        if self.writers is None:  # Another process of a multi-host run: process 0 evaluates.
+            return
+        returns = self.evaluator()(states, step)
         seed = self.run.seed
         self.rows.append(
             {"step": interval.steps, "eval_return": float(np.mean(returns))}
@@ -309,14 +318,15 @@ class CheckpointFeature(Feature):
 
     def on_interval(self, interval: Interval) -> None:
         every = self.every
-        if not every:
-            return
-        periodic = interval.steps // every > interval.previous // every
+        periodic = bool(every) and interval.steps // every > interval.previous // every
         if self.run.checkpoint_every is None:  # The default: no more than once a minute.
             periodic &= time.perf_counter() - self.last_save >= DEFAULT_CHECKPOINT_SECONDS
         # The last interval saves when asked to, or when the run saved before.
-        final = interval.last and (self.run.checkpoint_every or self.checkpoints is not None)
-        if final or self.stop.requested or periodic:
+        final = interval.last and bool(self.run.checkpoint_every or self.checkpoints is not None)
+        due = bool(every) and (final or self.stop.requested or periodic)
+        if jax.process_count() > 1:  # Orbax saves collectively: all processes save, or none.
+            self.stop.requested, due = distributed.agree([self.stop.requested, due])
+        if due:
             self.last_save = time.perf_counter()
             if self.checkpoints is None:
                 self.checkpoints = Checkpoints(self.run_dir, self.run.keep_checkpoints)

@@ -18,13 +18,14 @@ import numpy as np
 from purerl.agents.registry import Context, Entry, Recipe
 from purerl.core import Agent, per_device
 from purerl.envs.host import HostEnvError
-from purerl.experiments import anakin
+from purerl.experiments import anakin, distributed
 from purerl.experiments.checkpoint import CHECKPOINT_DIR, Checkpoints
 from purerl.experiments.config import (
     Plan,
     RunConfig,
     default_run_dir,
     enable_compile_cache,
+    layout,
     plan,
     run_seeds,
 )
@@ -58,6 +59,12 @@ def train(entry: Entry, run: RunConfig, config: Any) -> dict[str, Any]:
 
         sweep = parse_sweep(run.sweep, config)
         names = sweep.names
+        from purerl import envs
+
+        if envs.resolve(run.env)[0] == "host":  # One run per process on the host loop.
+            from purerl.experiments.sweep import train_in_processes
+
+            return train_in_processes(entry, run, config, sweep)
         if run.normalize_rewards and "gamma" in names:
             raise ValueError(
                 "--normalize-rewards scales rewards by returns discounted with one gamma, so "
@@ -155,8 +162,16 @@ def build_loop(
     reward_gamma = float(gamma) if run.normalize_rewards else None
     clip_rewards = is_atari(run.env) if run.clip_rewards is None else run.clip_rewards
 
+    multi_host = distributed.initialize(run)  # Before anything starts JAX's devices.
     enable_compile_cache(run)
     kind, made = envs.resolve(run.env)  # Host envs resolve without starting JAX's backend.
+    run = layout(run, host=kind == "host")
+    if kind == "host" and multi_host:
+        raise ValueError(
+            f"{run.env} is a host (Python) environment: the host loop trains in one process. "
+            "Multi-host training (--coordinator) runs the device loop on a JAX environment; "
+            "train this one without --coordinator, one process per seed or configuration."
+        )
     if kind == "host":
         from purerl.experiments import sebulba
 
@@ -165,11 +180,10 @@ def build_loop(
     num_devices = mesh.devices.size
     loop: Loop
     if kind == "host":
-        if run.sweep:
+        if run.sweep:  # `train` runs them as processes; a bare loop cannot sweep.
             raise ValueError(
                 f"{run.env} is a host (Python) environment, and a sweep in one program needs a "
-                "JAX environment (the device loop). Run each configuration as its own process "
-                "(one command per value, e.g. --learning-rate V)."
+                "JAX environment (the device loop); `train` runs a host sweep as processes."
             )
         if run.spread_runs:
             print(
@@ -369,12 +383,14 @@ def holds_run(run_dir: Path) -> bool:
     )
 
 
-def _run_dir(name: str, run: RunConfig, config: Any) -> Path:
+def _run_dir(name: str, run: RunConfig, config: Any, write: bool = True) -> Path:
+    """The run's directory, checked (every process checks) and, with `write`, made and
+    given the config (process 0 only in a multi-host run)."""
     if run.resume:
         path = Path(run.resume) / CONFIG_FILE
         saved = json.loads(path.read_text())
         length = {"total_timesteps": run.total_timesteps, "num_logs": run.num_logs}
-        if any(saved["run"].get(k) != v for k, v in length.items()):  # Extended: its new end.
+        if write and any(saved["run"].get(k) != v for k, v in length.items()):  # Its new end.
             saved["run"].update(length)
             path.write_text(json.dumps(saved, indent=2))
         return Path(run.resume)
@@ -386,6 +402,8 @@ def _run_dir(name: str, run: RunConfig, config: Any) -> Path:
             f"{run_dir} already holds a run. Continue it with --resume {run_dir}, or "
             "choose another --run-dir."
         )
+    if not write:
+        return run_dir
     if (run_dir / CONFIG_FILE).exists():  # A start that failed before training: not a run.
         print(
             f"note: {run_dir} holds the config of a run that never trained (no checkpoint, "
@@ -408,9 +426,27 @@ def _run(
     sweep: Any = None,
 ) -> dict[str, Any]:
     runs = len(run_seeds(run))  # Runs vmapped together: seeds times sweep configurations.
+    # Multi-host: every process trains; process 0 alone writes the run directory and logs.
+    primary = distributed.is_primary()
+    if distributed.process_count() > 1 and not run.resume and not run.run_dir:
+        raise ValueError(
+            "A multi-host run needs --run-dir (the same on every process, on storage they all "
+            "see): its default name holds the start time, which the processes may not share."
+        )
     # The saved config names the devices it ran on, so its checkpoints load back alike.
-    run_dir = _run_dir(name, dataclasses.replace(run, num_devices=int(mesh.devices.size)), config)
-    say = (lambda *a: None) if run.quiet else (lambda *a: print(*a, flush=True))
+    # How the processes were launched is not the run's: loading it needs no coordinator.
+    saved_run = dataclasses.replace(
+        run,
+        num_devices=int(mesh.devices.size),
+        spread_runs=bool(getattr(loop, "spread", run.spread_runs)),
+        coordinator=None,
+        num_processes=None,
+        process_id=None,
+    )
+    run_dir = _run_dir(name, saved_run, config, write=primary)
+    distributed.barrier("purerl: run directory made")
+    quiet = run.quiet or not primary
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     device = mesh.devices.flat[0]
     configs = f" x {runs // run.num_seeds} configurations" if sweep else ""
     say(
@@ -452,14 +488,18 @@ def _run(
         return evaluator[0]
 
     per_interval = the_plan.updates_per_interval * the_plan.steps_per_update
-    files = MetricFiles(run_dir)
-    writers = Writers(run_dir, run, bool(start))
-    progress = ProgressFeature(the_plan.total_steps, run.quiet, start * per_interval)
+    files = MetricFiles(run_dir if primary else None)
+    features: list[Feature] = [files, FiniteCheck(name, run_dir)]
+    writers = progress = None
+    if primary:
+        writers = Writers(run_dir, run, bool(start))
+        progress = ProgressFeature(the_plan.total_steps, run.quiet, start * per_interval)
+        features += [writers, progress]
     evaluation = PeriodicEvaluation(
         run_dir, run, get_evaluator, loop.agent_states, writers, progress
     )
+    features.append(evaluation)
     stop = StopRequest(run_dir, lambda: saver.checkpoints is not None)
-    features: list[Feature] = [files, FiniteCheck(name, run_dir), writers, progress, evaluation]
 
     def host_state(interval: Interval) -> dict[str, Any]:
         return {
@@ -507,12 +547,19 @@ def _run(
         for feature in reversed(features):
             feature.close()
 
-    final_states = loop.agent_states(runner)
+    final = files.final_return()
+    final_states = loop.agent_states(runner)  # Collective with runs over hosts.
+    if not primary:  # Process 0 evaluates and writes the policy, summary and plot.
+        print(
+            f"process {jax.process_index()} of {jax.process_count()}: done; final return "
+            f"{float(np.mean(final)):.2f}, run dir {run_dir} (written by process 0)",
+            flush=True,
+        )
+        return {"agent": name, "run_dir": str(run_dir), "final_return": final.tolist()}
     eval_returns = np.zeros((0,))
     if run.eval_episodes:
         eval_returns = get_evaluator()(final_states)
     save_policy(run_dir, final_states)
-    final = files.final_return()
     summary = {
         "agent": name,
         "env": run.env,
@@ -533,6 +580,7 @@ def _run(
         "steps_per_second": the_plan.total_steps * runs / train_seconds,
         "devices": {
             "count": int(mesh.devices.size),
+            "processes": jax.process_count(),
             "kind": device.device_kind,
             "platform": device.platform,
         },

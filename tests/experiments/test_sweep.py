@@ -43,11 +43,32 @@ def test_structural_and_unknown_options_are_refused_with_what_can_be_swept():
     assert len(sweep.grid) == 6 and sweep.values(2).shape == (12, 2)
 
 
-def test_a_sweep_on_a_host_env_is_a_clear_error(tmp_path):
+def test_a_sweep_on_a_host_env_trains_each_run_as_a_process(tmp_path):
+    run_dir = tmp_path / "h"
     run = RunConfig(
-        env="gymnasium:CartPole-v1", run_dir=str(tmp_path / "h"), sweep=("gamma=0.9,0.99",)
+        env="gymnasium:CartPole-v1",
+        run_dir=str(run_dir),
+        sweep=("learning_rate=1e-4,3e-3",),
+        total_timesteps=4 * 64,
+        num_logs=1,
+        num_devices=1,
+        quiet=True,
     )
-    with pytest.raises(ValueError, match="Run each configuration as its own process"):
+    summary = ppo.run(run, SMALL)
+    assert summary["loop"] == "host" and len(summary["runs"]) == 2
+    rows = (run_dir / "sweep.csv").read_text().splitlines()
+    assert rows[0] == "learning_rate,seed,final_return,eval_return" and len(rows) == 3
+    assert (run_dir / "learning_curve.png").exists()
+    params = []
+    for g, lr in enumerate((1e-4, 3e-3)):  # Each process trained with its own value.
+        _, state, config = load_agent(run_dir / f"config{g}_seed0")
+        assert config["agent_config"].learning_rate == lr
+        params.append(np.asarray(jax.tree.leaves(state.params)[0]))
+    assert not np.allclose(params[0], params[1])
+    # Continuing the finished sweep keeps its runs and writes the same table.
+    again = ppo.run(RunConfig(**{**run.__dict__, "resume": str(run_dir)}), SMALL)
+    assert again["final_return"] == summary["final_return"]
+    with pytest.raises(ValueError, match="already holds a sweep"):
         ppo.run(run, SMALL)
 
 
