@@ -113,8 +113,14 @@ HOST_ARGS = [
 ]
 
 
+# 2 learning rates x 2 seeds, on a CPU spread over one device per core (the CLI's default).
+SWEEP_ARGS = ["--sweep", "learning_rate=1e-3,3e-3", "--num-seeds", "2"]
+
+
 @pytest.mark.parametrize(
-    "agent, extra", [("ppo", ()), ("dqn", ()), ("ppo", HOST_ARGS)], ids=["ppo", "dqn", "ppo-host"]
+    "agent, extra",
+    [("ppo", ()), ("dqn", ()), ("ppo", HOST_ARGS), ("ppo", SWEEP_ARGS)],
+    ids=["ppo", "dqn", "ppo-host", "ppo-sweep"],
 )
 def test_sigkill_then_resume_is_bit_identical(tmp_path, agent, extra, capsys):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
@@ -131,6 +137,8 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, agent, extra, capsys):
     err = resume(agent, killed)
     assert "not be bit-identical" not in err  # The host loop's sync envs were restored too.
     assert_same_run(whole, killed)
+    if extra is SWEEP_ARGS:
+        assert (whole / "sweep.csv").read_text() == (killed / "sweep.csv").read_text()
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path):
