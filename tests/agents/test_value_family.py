@@ -112,6 +112,34 @@ def test_c51_loss_by_hand():
     np.testing.assert_allclose(loss, [-(0.5 * np.log(0.2) + 0.5 * np.log(0.3))], rtol=1e-5)
 
 
+def test_c51_loss_and_projection_equal_rlax_dense_ones():
+    import rlax
+
+    atoms = jnp.linspace(-10.0, 10.0, 51)
+    k = jax.random.split(jax.random.PRNGKey(3), 6)
+    logits_tm1, logits_t = (jax.random.normal(x, (64, 3, 51)) for x in k[:2])
+    a = jax.random.randint(k[2], (64,), 0, 3)
+    # Returns beyond the support on both sides, and some landing exactly on atoms.
+    r = jnp.concatenate([jax.random.uniform(k[3], (60,), minval=-30, maxval=30), atoms[:4]])
+    discount = jnp.where(jnp.arange(64) % 5 == 0, 0.0, 0.97)
+    selector = jax.random.normal(k[4], (64, 3))
+    for sel in (None, selector):
+        mine = dqn.categorical_loss(logits_tm1, a, r, discount, logits_t, atoms, sel)
+        if sel is None:
+            theirs = jax.vmap(rlax.categorical_q_learning, in_axes=(None, 0, 0, 0, 0, None, 0))(
+                atoms, logits_tm1, a, r, discount, atoms, logits_t
+            )
+        else:
+            theirs = jax.vmap(
+                rlax.categorical_double_q_learning, in_axes=(None, 0, 0, 0, 0, None, 0, 0)
+            )(atoms, logits_tm1, a, r, discount, atoms, logits_t, sel)
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-5)
+    probs = jax.nn.softmax(logits_t[:, 0], axis=-1)
+    values = r[:, None] + discount[:, None] * atoms
+    dense = jax.vmap(rlax.categorical_l2_project, in_axes=(0, 0, None))(values, probs, atoms)
+    np.testing.assert_allclose(dqn.project_onto_atoms(probs, values, atoms), dense, atol=1e-5)
+
+
 def test_quantile_huber_loss_by_hand():
     np.testing.assert_allclose(dqn.quantile_midpoints(2), [0.25, 0.75])
     quantiles_tm1 = jnp.array([[[0.0, 3.0], [5.0, 5.0]]])  # [1, A=2, N=2]
