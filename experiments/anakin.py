@@ -340,8 +340,9 @@ class DeviceLoop:
             return jax.tree.map(
                 lambda x: gather(x).reshape((-1,) + x.shape[2:]), runner.agent_state
             )
-        # One device's copy ([S, ...]), from a device this process holds.
-        return jax.tree.map(lambda x: x.addressable_shards[0].data[0], runner.agent_state)
+        # One device's copy ([S, ...]), from a device this process holds, as NumPy (one
+        # transfer per leaf, where slicing on the device dispatched an op per leaf).
+        return jax.tree.map(first_block, runner.agent_state)
 
     def with_agent_states(self, runner: Runner, states: Any) -> Runner:
         """`runner` with each seed's agent state `[S, ...]` replaced by `states` (on every

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +44,7 @@ from purerl.experiments.features import (
     interval_row,
 )
 from purerl.experiments.loop import Loop
-from purerl.experiments.plot import CURVE_FILE, plot
+from purerl.experiments.plot import CURVE_FILE, plot, warm_up
 from purerl.experiments.policy import CONFIG_FILE, POLICY_FILE, save_policy, write_config
 from purerl.replay.base import DataPath, Schedule
 
@@ -361,6 +362,13 @@ def _init_from(loop: Loop, runner: Any, run: RunConfig) -> Any:
     return loop.with_agent_states(runner, states)
 
 
+def _warm_plot() -> None:
+    try:
+        warm_up()
+    except Exception:  # Only a head start; `plot` reports any real problem.
+        pass
+
+
 def _strict_json(value: Any) -> Any:
     """`value` with NaN and infinities as None (`null`), which strict JSON parsers accept."""
     if isinstance(value, dict):
@@ -522,6 +530,10 @@ def _run(
                 f.load(host["features"][f.key])
         say(f"  resumed from the checkpoint after {start * per_interval:,} steps")
 
+    # Matplotlib's import and first drawing run beside training, not after it.
+    warm = threading.Thread(target=_warm_plot, daemon=True) if run.plot and primary else None
+    if warm is not None:
+        warm.start()
     try:
         for index in range(start, the_plan.num_intervals):
             t = time.perf_counter()
@@ -599,6 +611,8 @@ def _run(
     (run_dir / "summary.json").write_text(json.dumps(_strict_json(summary), indent=2))
     if run.plot:
         try:
+            if warm is not None:
+                warm.join()
             plot([run_dir], run_dir / CURVE_FILE)
         except Exception as e:  # A plotting problem must not fail a finished run.
             print(f"warning: could not draw {run_dir / CURVE_FILE}: {e}", file=sys.stderr)
