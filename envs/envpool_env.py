@@ -96,6 +96,13 @@ class EnvPoolVecEnv(HostVecEnv):
             raise ValueError(f"{name}: EnvPool envs with {raw_obs} observations are not supported.")
         self.raw_observation_space = raw_obs
         self.spec = EnvSpec(agent_observation_space(raw_obs), action_space)
+        # Atari learns with episodic life, as is standard (a lost life is a terminal for
+        # the agent); the logged returns stay whole games. Evaluation plays whole games.
+        config = _envpool().make_spec(factory.task_id).config._asdict()
+        self.pool_kwargs = dict(factory.kwargs)
+        if "episodic_life" in config:
+            self.pool_kwargs.setdefault("episodic_life", True)
+        self.episodic_life = bool(self.pool_kwargs.get("episodic_life", False))
         self.pool: Any = None
         self.ids = np.arange(num_envs, dtype=np.int32)
         self.steps = 0
@@ -108,12 +115,12 @@ class EnvPoolVecEnv(HostVecEnv):
         if self.pool is not None:
             self.pool.close()
         self.pool = _envpool().make_gymnasium(
-            self.factory.task_id, num_envs=self.num_envs, seed=seed, **self.factory.kwargs
+            self.factory.task_id, num_envs=self.num_envs, seed=seed, **self.pool_kwargs
         )
         obs, _ = self.pool.reset()
         return obs
 
-    def _step_envs(self, action: np.ndarray) -> tuple[Any, Any, Any, Any, dict[int, Any]]:
+    def _step_envs(self, action: np.ndarray) -> tuple[Any, ...]:
         obs, reward, terminated, truncated, info = self.pool.step(np.asarray(action), self.ids)
         order = np.argsort(info["env_id"])  # By env id (EnvPool may return them in any order).
         obs, reward, terminated, truncated = (
@@ -123,10 +130,13 @@ class EnvPoolVecEnv(HostVecEnv):
         finals = {}
         if done.size:
             finals = {int(i): obs[i].copy() for i in done}
-            # EnvPool spends an ended env's next step on its reset (the action is ignored).
+            # EnvPool spends an ended env's next step on its reset (the action is ignored);
+            # after a lost life (episodic life), on carrying on with the same game.
             first, *_, again = self.pool.step(np.asarray(action)[done], self.ids[done])
             obs = obs.copy()
             obs[again["env_id"]] = first
+        if self.episodic_life:  # Where whole games ended (the logged episodes).
+            return obs, reward, terminated, truncated, finals, info["terminated"][order] > 0
         return obs, reward, terminated, truncated, finals
 
     def get_state(self) -> bytes | None:

@@ -187,9 +187,10 @@ class HostVecEnv:
         obs, _ = self.vec.reset(seed=[seed + i for i in range(self.num_envs)])
         return obs
 
-    def _step_envs(self, action: np.ndarray) -> tuple[Any, Any, Any, Any, dict[int, Any]]:
+    def _step_envs(self, action: np.ndarray) -> tuple[Any, ...]:
         """One vector step with same-step auto-reset: `(obs, reward, terminated, truncated,
-        finals)`, `finals` the ended episodes' last observations by env index."""
+        finals)`, `finals` the ended episodes' last observations by env index; a subclass
+        whose envs end the agent's episode at a lost life adds a sixth, where games ended."""
         raw, reward, terminated, truncated, info = self.vec.step(action)
         finals = {}
         if "_final_obs" in info:
@@ -213,10 +214,12 @@ class HostVecEnv:
         Returns:
           `(obs, reward, terminated, truncated, final_obs, ended_return, ended_length, done)`:
           `final_obs` is the observation each step led to (the ended episode's last one
-          where `done`); `ended_*` hold the finished episodes' return and length (0 elsewhere).
+          where it ended); `ended_*` hold the finished episodes' return and length (0
+          elsewhere); `done` marks those (with episodic life, whole games: a lost life is
+          `terminated` for learning but the logged return is the game's).
         """
         try:
-            raw, reward, terminated, truncated, finals = self._step_envs(action)
+            raw, reward, terminated, truncated, finals, *over = self._step_envs(action)
         except Exception as e:
             raise HostEnvError(
                 f"Environment {self.name} raised in step {self.steps} of the host loop "
@@ -227,7 +230,10 @@ class HostVecEnv:
         reward = np.asarray(reward, np.float32)
         terminated = np.asarray(terminated, bool)
         truncated = np.asarray(truncated, bool)
-        done = terminated | truncated
+        done = terminated | truncated  # Where the agent's episodes end (what it learns).
+        # Where the env's own episodes end (what is logged): the same, except with episodic
+        # life (Atari), where a lost life ends the agent's episode and a lost game the env's.
+        over = done if not over else np.asarray(over[0], bool) | truncated
         self.episode_return += reward
         self.episode_length += 1
         final_obs, ended_return, ended_length = obs, self._zeros_f, self._zeros_i
@@ -235,12 +241,13 @@ class HostVecEnv:
             final_obs = obs.copy()
             for i, final in finals.items():
                 final_obs[i] = np.asarray(final, obs.dtype)
-            ended_return = np.where(done, self.episode_return, 0.0)
-            ended_length = np.where(done, self.episode_length, 0)
-            self.episode_return[done] = 0.0
-            self.episode_length[done] = 0
+        if over.any():
+            ended_return = np.where(over, self.episode_return, 0.0)
+            ended_length = np.where(over, self.episode_length, 0)
+            self.episode_return[over] = 0.0
+            self.episode_length[over] = 0
         self.obs = obs
-        return obs, reward, terminated, truncated, final_obs, ended_return, ended_length, done
+        return obs, reward, terminated, truncated, final_obs, ended_return, ended_length, over
 
     # Checkpoints -------------------------------------------------------------------
     def get_state(self) -> bytes | None:

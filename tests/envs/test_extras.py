@@ -87,6 +87,24 @@ def test_envpool_batch_resets_on_the_same_step_and_keeps_final_observations():
     assert ends >= 8
 
 
+def test_envpool_atari_learns_with_episodic_life_and_logs_whole_games():
+    pytest.importorskip("envpool")
+    vec = envs.make_host("envpool:Breakout-v5", 2)
+    vec.reset(0)
+    rng = np.random.default_rng(0)
+    lives = games = 0
+    for _ in range(3000):
+        _, _, terminated, truncated, _, ended_return, ended_length, over = vec.step(
+            rng.integers(0, 4, 2)
+        )
+        lives += int(terminated.sum())
+        games += int(over.sum())
+        assert np.all(terminated[over] | truncated[over])  # A lost game is a lost life too.
+        assert np.all(ended_length[over] > 0) and np.all(ended_return[~over] == 0)
+    assert games > 0 and lives >= 4 * games  # Breakout: 5 lives a game, each a terminal.
+    vec.close()
+
+
 def test_envpool_names_and_the_missing_extra_are_clear_errors(monkeypatch):
     if _has("envpool"):
         with pytest.raises(ValueError, match="Unknown EnvPool environment 'CartPol-v1'"):
