@@ -24,6 +24,18 @@ def is_atari(name: str) -> bool:
     return name.removeprefix("gymnasium:").startswith("ALE/")
 
 
+def is_envpool_atari(name: str) -> bool:
+    """Whether `name` is an EnvPool Atari id (`envpool:Breakout-v5`; its config has lives)."""
+    if not name.startswith("envpool:"):
+        return False
+    try:
+        import envpool
+
+        return "episodic_life" in envpool.make_spec(name.removeprefix("envpool:")).config._fields
+    except Exception:  # No EnvPool, or an id it lacks: resolving the env says so clearly.
+        return False
+
+
 def register() -> None:
     """Registers ALE's ids with Gymnasium, or a clear error naming the extra."""
     try:

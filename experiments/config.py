@@ -79,7 +79,8 @@ class RunConfig:
         divide them (a single run, or the host loop, stays on one; --num-devices 1 keeps
         every run on one; a count set in XLA_FLAGS keeps today's data-parallel default).
       clip_rewards: the agent learns from rewards clipped to their sign; episode returns
-        are logged unclipped. Default: on for Atari (gymnasium:ALE/...), off otherwise.
+        are logged unclipped. Default: on for Atari (gymnasium:ALE/..., envpool:Breakout-v5
+        and EnvPool's other Atari ids), off otherwise.
       normalize_rewards: scale the rewards the agent learns from by the running standard
         deviation of each env's discounted return (the agent's gamma), clipped to +-10;
         episode returns are still logged unscaled. The statistics are saved in checkpoints.

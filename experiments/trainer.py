@@ -158,10 +158,11 @@ def build_loop(
     a few words on where it runs. `sweep` is `(Sweep, context -> (row -> recipe))`; `gamma`
     discounts the returns whose spread `--normalize-rewards` divides rewards by."""
     from purerl import envs
-    from purerl.envs.atari import is_atari
+    from purerl.envs.atari import is_atari, is_envpool_atari
 
     reward_gamma = float(gamma) if run.normalize_rewards else None
-    clip_rewards = is_atari(run.env) if run.clip_rewards is None else run.clip_rewards
+    atari = is_atari(run.env) or is_envpool_atari(run.env)
+    clip_rewards = atari if run.clip_rewards is None else run.clip_rewards
 
     multi_host = distributed.initialize(run)  # Before anything starts JAX's devices.
     enable_compile_cache(run)

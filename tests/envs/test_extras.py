@@ -103,6 +103,9 @@ def test_envpool_atari_learns_with_episodic_life_and_logs_whole_games():
         assert np.all(ended_length[over] > 0) and np.all(ended_return[~over] == 0)
     assert games > 0 and lives >= 4 * games  # Breakout: 5 lives a game, each a terminal.
     vec.close()
+    from purerl.envs.atari import is_envpool_atari  # Its rewards are clipped by default.
+
+    assert is_envpool_atari("envpool:Breakout-v5") and not is_envpool_atari("envpool:CartPole-v1")
 
 
 def test_envpool_names_and_the_missing_extra_are_clear_errors(monkeypatch):
