@@ -43,14 +43,33 @@ def check_task(task_id: str, **kwargs: Any) -> None:
         raise ValueError(f"Unknown EnvPool environment {task_id!r}.{hint}")
 
 
+def is_frames(space: gymnasium.spaces.Space) -> bool:
+    """Whether `space` is EnvPool's stacked Atari frames, `[stack, H, W]` uint8."""
+    box = isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 3
+    return box and space.dtype == np.uint8
+
+
+def channels_last(space: gymnasium.spaces.Box) -> gymnasium.spaces.Box:
+    """`[stack, H, W]` frames as `[H, W, stack]`, the layout purerl's CNN torsos take (and
+    its Gymnasium Atari preset makes)."""
+    order = (1, 2, 0)
+    low, high = np.transpose(space.low, order), np.transpose(space.high, order)
+    return gymnasium.spaces.Box(low, high, low.shape, space.dtype)
+
+
 class EnvPoolEnv(gymnasium.Env):
-    """One EnvPool environment as a `gymnasium.Env`."""
+    """One EnvPool environment as a `gymnasium.Env` (Atari frames channels last)."""
 
     def __init__(self, task_id: str, **kwargs: Any):
         self.pool = _envpool().make_gymnasium(task_id, num_envs=1, **kwargs)
-        self.observation_space = self.pool.observation_space
+        self.frames = is_frames(self.pool.observation_space)
+        space = self.pool.observation_space
+        self.observation_space = channels_last(space) if self.frames else space
         self.action_space = self.pool.action_space
         self.task_id, self.kwargs = task_id, kwargs
+
+    def _obs(self, obs: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.moveaxis(obs[0], 0, -1)) if self.frames else obs[0]
 
     def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[Any, dict]:
         if seed is not None:
@@ -59,11 +78,11 @@ class EnvPoolEnv(gymnasium.Env):
                 self.task_id, num_envs=1, seed=seed, **self.kwargs
             )
         obs, _ = self.pool.reset()
-        return obs[0], {}
+        return self._obs(obs), {}
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         obs, reward, terminated, truncated, _ = self.pool.step(np.asarray([action]))
-        return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), {}
+        return self._obs(obs), float(reward[0]), bool(terminated[0]), bool(truncated[0]), {}
 
     def close(self) -> None:
         self.pool.close()
@@ -94,6 +113,7 @@ class EnvPoolVecEnv(HostVecEnv):
         check_spaces(raw_obs, action_space, name)
         if not isinstance(raw_obs, gymnasium.spaces.Box):
             raise ValueError(f"{name}: EnvPool envs with {raw_obs} observations are not supported.")
+        self.frames = probe.frames  # Atari frames, moved channels last (as `raw_obs` is).
         self.raw_observation_space = raw_obs
         self.spec = EnvSpec(agent_observation_space(raw_obs), action_space)
         # Atari learns with episodic life, as is standard (a lost life is a terminal for
@@ -118,7 +138,10 @@ class EnvPoolVecEnv(HostVecEnv):
             self.factory.task_id, num_envs=self.num_envs, seed=seed, **self.pool_kwargs
         )
         obs, _ = self.pool.reset()
-        return obs
+        return self._layout(obs)
+
+    def _layout(self, obs: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.moveaxis(obs, 1, -1)) if self.frames else obs
 
     def _step_envs(self, action: np.ndarray) -> tuple[Any, ...]:
         obs, reward, terminated, truncated, info = self.pool.step(np.asarray(action), self.ids)
@@ -126,6 +149,7 @@ class EnvPoolVecEnv(HostVecEnv):
         obs, reward, terminated, truncated = (
             x[order] for x in (obs, reward, terminated, truncated)
         )
+        obs = self._layout(obs)
         done = np.flatnonzero(np.logical_or(terminated, truncated))
         finals = {}
         if done.size:
@@ -134,7 +158,7 @@ class EnvPoolVecEnv(HostVecEnv):
             # after a lost life (episodic life), on carrying on with the same game.
             first, *_, again = self.pool.step(np.asarray(action)[done], self.ids[done])
             obs = obs.copy()
-            obs[again["env_id"]] = first
+            obs[again["env_id"]] = self._layout(first)
         if self.episodic_life:  # Where whole games ended (the logged episodes).
             return obs, reward, terminated, truncated, finals, info["terminated"][order] > 0
         return obs, reward, terminated, truncated, finals

@@ -90,7 +90,10 @@ def test_envpool_batch_resets_on_the_same_step_and_keeps_final_observations():
 def test_envpool_atari_learns_with_episodic_life_and_logs_whole_games():
     pytest.importorskip("envpool")
     vec = envs.make_host("envpool:Breakout-v5", 2)
-    vec.reset(0)
+    obs = vec.reset(0)
+    # Frames channels last, as the CNN torso takes them (EnvPool gives [stack, H, W]).
+    assert obs.shape == (2, 84, 84, 4) and obs.dtype == np.uint8
+    assert vec.spec.observation_space.shape == (84, 84, 4)
     rng = np.random.default_rng(0)
     lives = games = 0
     for _ in range(3000):
