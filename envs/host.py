@@ -195,7 +195,13 @@ class HostVecEnv:
         finals = {}
         if "_final_obs" in info:
             finals = {int(i): info["final_obs"][i] for i in np.flatnonzero(info["_final_obs"])}
-        return raw, reward, terminated, truncated, finals
+        ended = info.get("final_info", {})
+        if "game_over" not in ended:
+            return raw, reward, terminated, truncated, finals
+        # Envs that end the agent's episode at a lost life (`atari.EpisodicLife`) say where
+        # the game itself ended.
+        lost_life = np.asarray(ended["_game_over"], bool) & ~np.asarray(ended["game_over"], bool)
+        return raw, reward, terminated, truncated, finals, (terminated | truncated) & ~lost_life
 
     def reset(self, seed: int) -> np.ndarray:
         """Resets every env, env i with seed `seed + i`; returns the observations."""

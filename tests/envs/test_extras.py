@@ -156,3 +156,29 @@ def test_the_atari_preset_stacks_84x84_grey_frames_channels_last():
     vec.close()
     with pytest.raises(ValueError, match="Unknown Atari environment"):
         envs.resolve("gymnasium:ALE/Breakot-v5")
+
+
+def test_the_atari_preset_learns_with_episodic_life_and_logs_whole_games():
+    pytest.importorskip("ale_py")
+    pytest.importorskip("cv2")
+    vec = envs.make_host("gymnasium:ALE/Breakout-v5", 2)
+    obs = vec.reset(0)
+    rng = np.random.default_rng(0)
+    lives = games = 0
+    lengths = []
+    for _ in range(1500):
+        obs, _, terminated, truncated, final, ended_return, ended_length, over = vec.step(
+            rng.integers(0, 4, 2)
+        )
+        lives += int(terminated.sum())
+        games += int(over.sum())
+        lengths += list(ended_length[over])
+        assert np.all(terminated[over] | truncated[over])  # A lost game is a lost life too.
+        assert np.all(ended_return[~over] == 0)
+        for i in np.flatnonzero(terminated & ~over):
+            # After a lost life the same game goes on: the frame stack carries over.
+            np.testing.assert_array_equal(obs[i][..., :3], final[i][..., 1:])
+    # Breakout: 5 lives a game, each a terminal for the agent; the logged episodes are games.
+    assert games > 0 and lives >= 4 * games
+    assert min(lengths) > 60  # Whole games, not single lives.
+    vec.close()
