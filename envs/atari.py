@@ -25,14 +25,20 @@ def is_atari(name: str) -> bool:
     return name.removeprefix("gymnasium:").startswith("ALE/")
 
 
+def envpool_has_lives(task_id: str) -> bool:
+    """Whether EnvPool's task `task_id` (`Breakout-v5`) has lives: its config takes
+    `episodic_life`, as EnvPool's Atari tasks do."""
+    import envpool
+
+    return "episodic_life" in envpool.make_spec(task_id).config._fields
+
+
 def is_envpool_atari(name: str) -> bool:
-    """Whether `name` is an EnvPool Atari id (`envpool:Breakout-v5`; its config has lives)."""
+    """Whether `name` is an EnvPool Atari id (`envpool:Breakout-v5`)."""
     if not name.startswith("envpool:"):
         return False
     try:
-        import envpool
-
-        return "episodic_life" in envpool.make_spec(name.removeprefix("envpool:")).config._fields
+        return envpool_has_lives(name.removeprefix("envpool:"))
     except Exception:  # No EnvPool, or an id it lacks: resolving the env says so clearly.
         return False
 

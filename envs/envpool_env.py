@@ -17,6 +17,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 from purerl.core import EnvSpec
+from purerl.envs.atari import envpool_has_lives
 from purerl.envs.host import HostVecEnv, agent_observation_space, check_spaces
 
 EXTRA_HINT = 'EnvPool is an optional extra: pip install -e ".[envpool]" (or pip install envpool).'
@@ -118,9 +119,8 @@ class EnvPoolVecEnv(HostVecEnv):
         self.spec = EnvSpec(agent_observation_space(raw_obs), action_space)
         # Atari learns with episodic life, as is standard (a lost life is a terminal for
         # the agent); the logged returns stay whole games. Evaluation plays whole games.
-        config = _envpool().make_spec(factory.task_id).config._asdict()
         self.pool_kwargs = dict(factory.kwargs)
-        if "episodic_life" in config:
+        if envpool_has_lives(factory.task_id):
             self.pool_kwargs.setdefault("episodic_life", True)
         self.episodic_life = bool(self.pool_kwargs.get("episodic_life", False))
         self.pool: Any = None

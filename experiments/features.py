@@ -324,7 +324,7 @@ class CheckpointFeature(Feature):
         # The last interval saves when asked to, or when the run saved before.
         final = interval.last and bool(self.run.checkpoint_every or self.checkpoints is not None)
         due = bool(every) and (final or self.stop.requested or periodic)
-        if jax.process_count() > 1:  # Orbax saves collectively: all processes save, or none.
+        if distributed.process_count() > 1:  # Orbax saves collectively: all save, or none.
             self.stop.requested, due = distributed.agree([self.stop.requested, due])
         if due:
             self.last_save = time.perf_counter()
