@@ -84,8 +84,10 @@ def initialize(run: Any) -> bool:
     import jax
 
     wanted = settings(run)
-    if wanted is None or jax.distributed.is_initialized():
+    if jax.distributed.is_initialized():
         return jax.process_count() > 1
+    if wanted is None:  # One process; JAX's backend is not started here (flags can still be set).
+        return False
     address, count, index = wanted
     from jax._src import xla_bridge
 

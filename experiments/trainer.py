@@ -167,6 +167,10 @@ def build_loop(
     multi_host = distributed.initialize(run)  # Before anything starts JAX's devices.
     enable_compile_cache(run)
     kind, made = envs.resolve(run.env)  # Host envs resolve without starting JAX's backend.
+    if kind == "host":  # Before `layout`, which starts JAX's backend.
+        from purerl.experiments import sebulba
+
+        sebulba.prefer_sequential_cpu_ops()
     run = layout(run, host=kind == "host")
     if kind == "host" and multi_host:
         raise ValueError(
@@ -174,10 +178,6 @@ def build_loop(
             "Multi-host training (--coordinator) runs the device loop on a JAX environment; "
             "train this one without --coordinator, one process per seed or configuration."
         )
-    if kind == "host":
-        from purerl.experiments import sebulba
-
-        sebulba.prefer_sequential_cpu_ops()
     mesh = anakin.make_mesh(run.num_devices)
     num_devices = mesh.devices.size
     loop: Loop
