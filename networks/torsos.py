@@ -173,6 +173,7 @@ class PatchConv(nn.Module):
 
 
 NATURE_CNN = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
+NATURE_DENSE = (512,)  # The Nature CNN's dense layer (ReLU), what "auto" gives Atari frames.
 MINATAR_CNN = ((16, 3, 1),)
 
 
@@ -239,9 +240,11 @@ def make_torso(
     """A torso by name, for observations of `obs_shape`.
 
     Args:
-      name: "mlp", "cnn" (Nature), "minatar_cnn", "auto" (a CNN for image observations
-        `[H, W, C]`: Nature's where both sides are at least 36, which its three layers need,
-        MinAtar's where they are at least 5; an MLP otherwise), or
+      name: "mlp", "cnn" (Nature's convolutions, then `hidden_sizes` with `activation`),
+        "minatar_cnn", "auto" (a CNN for image observations `[H, W, C]`: where both sides are
+        at least 36, which its three layers need, the Nature CNN itself, convolutions then
+        one ReLU layer of 512 whatever `hidden_sizes` and `activation` say, as Atari
+        agents use it; MinAtar's convolution where they are at least 5; an MLP otherwise), or
         a recurrent core, "lstm" / "gru" (the feed-forward torso `auto` picks, then the cell,
         of size `hidden_sizes[-1]`).
       obs_shape: the shape of one observation.
@@ -261,6 +264,11 @@ def make_torso(
     if name == "auto":  # Images big enough for a convolution: a CNN; else an MLP.
         side = min(obs_shape[:2]) if len(obs_shape) == 3 else 0
         name = "cnn" if side >= 36 else "minatar_cnn" if side >= 5 else "mlp"
+        if name == "cnn":
+            # Agents' dense defaults are tuned for vector observations (PPO's two tanh layers
+            # of 64 after Nature's convolutions did not learn Breakout); `--torso cnn` keeps
+            # the configured ones.
+            hidden_sizes, common["activation"] = NATURE_DENSE, "relu"
     if name == "mlp":
         return MLP(hidden_sizes, num_obs_dims=len(obs_shape), **common, **kwargs)
     if len(obs_shape) != 3:

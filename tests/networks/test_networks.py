@@ -59,7 +59,6 @@ def test_unknown_activation_lists_choices():
         ("auto", (10, 10, 4), ConvTorso),  # MinAtar-sized grid -> the small CNN.
         ("auto", (2, 3, 3), MLP),  # Too small to convolve.
         ("auto", (30, 40, 3), ConvTorso),  # gymnax's Pong-misc: too small for Nature's.
-        ("auto", (84, 84, 4), ConvTorso),
         ("mlp", (10, 10, 4), MLP),
         ("minatar_cnn", (10, 10, 4), ConvTorso),
         ("cnn", (84, 84, 4), ConvTorso),
@@ -85,6 +84,21 @@ def test_nature_cnn_layers_and_pixel_scaling():
     np.testing.assert_allclose(
         net.apply(params, pixels), net.apply(params, jnp.ones((1, 84, 84, 4))), rtol=1e-5
     )
+
+
+def test_auto_gives_atari_frames_the_nature_cnn_itself():
+    # Whatever the agent's dense defaults (PPO's two tanh layers of 64), "auto" gives Atari
+    # frames Nature's network: its convolutions, then one ReLU layer of 512.
+    frames = jnp.full((2, 84, 84, 4), 128, jnp.uint8)
+    net = make_torso("auto", (84, 84, 4), (64, 64), "tanh")
+    params = net.init(jax.random.PRNGKey(0), frames)
+    assert isinstance(net, ConvTorso) and net.activation == "relu"
+    assert [k for k in params["params"] if k.startswith("Dense")] == ["Dense_0"]
+    chex.assert_shape(params["params"]["Dense_0"]["kernel"], (3136, 512))
+    assert float(net.apply(params, frames).min()) >= 0.0  # ReLU.
+    # Naming the torso keeps the configured dense layers.
+    own = make_torso("cnn", (84, 84, 4), (64, 64), "tanh")
+    assert own.hidden_sizes == (64, 64) and own.activation == "tanh"
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
