@@ -90,7 +90,9 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
             states = flax.serialization.from_bytes(template, path.read_bytes())
             _check_like(states, template)
         except Exception as e:
-            raise ValueError(f"Cannot read the saved policy {path}: {e}") from e
+            raise ValueError(
+                f"Cannot read the saved policy {path}: {e}{_torso_hint(config, spec)}"
+            ) from e
     else:
         states = _from_checkpoint(Path(run_dir), config)
     # For a host (Python) environment, `env` and `env_params` are None.
@@ -121,6 +123,21 @@ def _from_checkpoint(run_dir: Path, config: dict[str, Any]) -> Any:
         file=sys.stderr,
     )
     return states
+
+
+def _torso_hint(config: dict[str, Any], spec: Any) -> str:
+    """Why a run of Atari-sized frames saved with the "auto" torso may not load: it was saved
+    before "auto" gave such frames the Nature CNN itself."""
+    shape = getattr(spec.observation_space, "shape", None) or ()
+    if getattr(config["agent_config"], "torso", None) != "auto" or len(shape) != 3:
+        return ""
+    if min(shape[:2]) < 36:
+        return ""
+    return (
+        '. Runs of frames this size saved before purerl\'s "auto" torso gave them the Nature '
+        "CNN itself (a ReLU layer of 512 after the convolutions) built their dense layers from "
+        'the agent\'s settings: set "torso": "cnn" in the run\'s config.json to load it.'
+    )
 
 
 def _check_like(states: Any, template: Any) -> None:

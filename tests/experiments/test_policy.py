@@ -89,3 +89,15 @@ def test_not_a_run_directory_or_seed_is_a_clear_error(run_dir, tmp_path):
         purerl.load_policy(tmp_path)
     with pytest.raises(ValueError, match="seed_index 5 is out of range: the run has 2"):
         purerl.load_policy(run_dir, seed_index=5)
+
+
+def test_an_atari_run_saved_before_the_nature_cnn_default_gets_told_how_to_load():
+    import gymnasium
+    from purerl.core import EnvSpec
+    from purerl.experiments.policy import _torso_hint
+
+    frames = EnvSpec(gymnasium.spaces.Box(0, 255, (84, 84, 4), np.uint8), None)
+    grid = EnvSpec(gymnasium.spaces.Box(0, 1, (10, 10, 4), np.float32), None)
+    assert '"torso": "cnn"' in _torso_hint({"agent_config": PPOConfig()}, frames)
+    assert _torso_hint({"agent_config": PPOConfig(torso="cnn")}, frames) == ""
+    assert _torso_hint({"agent_config": PPOConfig()}, grid) == ""  # MinAtar: unchanged.
