@@ -9,6 +9,7 @@ complete checkpoint readable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,11 @@ class Checkpoints:
             ),
         )
 
-    def restore_latest(self, target: Any) -> tuple[Any, dict[str, Any]]:
-        """The newest checkpoint's `(runner, host)`; `target` gives structure and sharding."""
+    def restore_latest(
+        self, target: Any, explain: Callable[[], str] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """The newest checkpoint's `(runner, host)`; `target` gives structure and sharding.
+        `explain()`, if given, may name a known cause of a mismatch for the error message."""
         ocp = self._ocp
         step = self.manager.latest_step()
         if step is None:
@@ -73,9 +77,11 @@ class Checkpoints:
             # for PURERL_TRACEBACK=1; the message gives its first line, shortened.
             cause = str(e).strip().splitlines()[0] if str(e).strip() else ""
             cause = cause if len(cause) <= 160 else cause[:157] + "..."
+            known = explain() if explain is not None else ""
+            advice = "Delete that directory" if not known else f"{known}\nOtherwise, delete it"
             raise ValueError(
                 f"The checkpoint {self.directory / str(step)} is corrupt or does not match "
-                f"this run's config ({type(e).__name__}: {cause}).\nDelete that directory "
+                f"this run's config ({type(e).__name__}: {cause}).\n{advice} "
                 "to resume from the checkpoint before it, or start a new run."
             ) from e
         return restored["runner"], restored["host"]

@@ -91,7 +91,8 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
             _check_like(states, template)
         except Exception as e:
             raise ValueError(
-                f"Cannot read the saved policy {path}: {e}{_torso_hint(config, spec)}"
+                f"Cannot read the saved policy {path}: {e}."
+                f"{torso_hint(config['agent_config'], spec.observation_space)}"
             ) from e
     else:
         states = _from_checkpoint(Path(run_dir), config)
@@ -125,18 +126,19 @@ def _from_checkpoint(run_dir: Path, config: dict[str, Any]) -> Any:
     return states
 
 
-def _torso_hint(config: dict[str, Any], spec: Any) -> str:
-    """Why a run of Atari-sized frames saved with the "auto" torso may not load: it was saved
-    before "auto" gave such frames the Nature CNN itself."""
-    shape = getattr(spec.observation_space, "shape", None) or ()
-    if getattr(config["agent_config"], "torso", None) != "auto" or len(shape) != 3:
+def torso_hint(agent_config: Any, observation_space: Any) -> str:
+    """What to do when a run of Atari-sized frames saved with the "auto" torso does not load:
+    it may come from before "auto" gave such frames the Nature CNN itself."""
+    shape = getattr(observation_space, "shape", None) or ()
+    if getattr(agent_config, "torso", None) != "auto" or len(shape) != 3:
         return ""
     if min(shape[:2]) < 36:
         return ""
     return (
-        '. Runs of frames this size saved before purerl\'s "auto" torso gave them the Nature '
-        "CNN itself (a ReLU layer of 512 after the convolutions) built their dense layers from "
-        'the agent\'s settings: set "torso": "cnn" in the run\'s config.json to load it.'
+        '\nIf the run was saved before purerl\'s "auto" torso gave frames this size the Nature '
+        "CNN itself (one ReLU layer of 512 after the convolutions; before, the agent's settings "
+        'gave the dense layers), set "torso": "cnn" in its config.json and load or resume it '
+        "again; nothing needs deleting."
     )
 
 

@@ -286,6 +286,19 @@ def extended(run: RunConfig, the_plan: Plan, total_timesteps: int) -> RunConfig:
     return dataclasses.replace(run, total_timesteps=intervals * interval, num_logs=intervals)
 
 
+def _restore(checkpoints: Checkpoints, runner: Any, run: RunConfig, config: Any) -> Any:
+    """The newest checkpoint's `(runner, host)`; where it does not match, the error says how
+    to load an Atari run saved before the default torso changed (`policy.torso_hint`)."""
+
+    def explain() -> str:
+        from purerl import envs
+        from purerl.experiments.policy import torso_hint
+
+        return torso_hint(config, envs.spec(run.env).observation_space).strip()
+
+    return checkpoints.restore_latest(runner, explain)
+
+
 def checkpointed_agent_states(entry: Entry, run: RunConfig, config: Any) -> tuple[Any, int]:
     """The agent states `[seeds, ...]` in the newest checkpoint of the run `run.run_dir`
     (made with `entry`, `config`), and the env steps (per seed) it was saved after."""
@@ -297,7 +310,7 @@ def checkpointed_agent_states(entry: Entry, run: RunConfig, config: Any) -> tupl
         runner = loop.init()
         checkpoints = Checkpoints(Path(run.run_dir), run.keep_checkpoints)
         try:
-            runner, host = checkpoints.restore_latest(runner)
+            runner, host = _restore(checkpoints, runner, run, config)
         finally:
             checkpoints.close()
         steps = (host["interval"] + 1) * the_plan.updates_per_interval * the_plan.steps_per_update
@@ -483,7 +496,7 @@ def _run(
     if run.init_from and not run.resume:
         runner = _init_from(loop, runner, run)
     if run.resume:
-        runner, host = checkpoints.restore_latest(runner)
+        runner, host = _restore(checkpoints, runner, run, config)
         message = loop.load_host_state(host.get("loop", {}), rebuild=run.rebuild_envs)
         if message:
             print(message, file=sys.stderr)

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import purerl
 import pytest
+from purerl.experiments.checkpoint import Checkpoints
 
 ARGS = {
     "ppo": ["--total-timesteps", "300000", "--num-logs", "30", "--checkpoint-every", "20000"],
@@ -316,3 +317,17 @@ def test_init_from_starts_a_new_run_from_a_saved_agent_where_it_fits(tmp_path, c
     other = dataclasses.replace(small, hidden_sizes=(8,))
     with pytest.raises(ValueError, match="nothing of its dqn agent fits"):
         train(entry, dataclasses.replace(run, run_dir=str(tmp_path / "c")), other)
+
+
+def test_a_mismatched_checkpoint_names_a_known_cause_before_the_delete_advice(tmp_path):
+    saved = Checkpoints(tmp_path, 2)
+    saved.save(0, {"w": np.zeros((1, 64), np.float32)}, {"interval": 0})
+    saved.close()
+    checkpoints = Checkpoints(tmp_path, 2)
+    with pytest.raises(ValueError) as e:
+        # A different tree, as a network with other layers has.
+        checkpoints.restore_latest({"v": np.zeros((1, 512), np.float32)}, lambda: "KNOWN CAUSE.")
+    checkpoints.close()
+    lines = str(e.value).splitlines()
+    assert "does not match" in lines[0] and lines[1] == "KNOWN CAUSE."
+    assert lines[2].startswith("Otherwise, delete it")

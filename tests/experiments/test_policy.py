@@ -93,11 +93,10 @@ def test_not_a_run_directory_or_seed_is_a_clear_error(run_dir, tmp_path):
 
 def test_an_atari_run_saved_before_the_nature_cnn_default_gets_told_how_to_load():
     import gymnasium
-    from purerl.core import EnvSpec
-    from purerl.experiments.policy import _torso_hint
+    from purerl.experiments.policy import torso_hint
 
-    frames = EnvSpec(gymnasium.spaces.Box(0, 255, (84, 84, 4), np.uint8), None)
-    grid = EnvSpec(gymnasium.spaces.Box(0, 1, (10, 10, 4), np.float32), None)
-    assert '"torso": "cnn"' in _torso_hint({"agent_config": PPOConfig()}, frames)
-    assert _torso_hint({"agent_config": PPOConfig(torso="cnn")}, frames) == ""
-    assert _torso_hint({"agent_config": PPOConfig()}, grid) == ""  # MinAtar: unchanged.
+    frames = gymnasium.spaces.Box(0, 255, (84, 84, 4), np.uint8)
+    grid = gymnasium.spaces.Box(0, 1, (10, 10, 4), np.float32)
+    assert '"torso": "cnn"' in torso_hint(PPOConfig(), frames)
+    assert torso_hint(PPOConfig(torso="cnn"), frames) == ""
+    assert torso_hint(PPOConfig(), grid) == ""  # MinAtar: unchanged.
