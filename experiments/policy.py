@@ -129,10 +129,10 @@ def _from_checkpoint(run_dir: Path, config: dict[str, Any]) -> Any:
 def torso_hint(agent_config: Any, observation_space: Any) -> str:
     """What to do when a run of Atari-sized frames saved with the "auto" torso does not load:
     it may come from before "auto" gave such frames the Nature CNN itself."""
+    from purerl.networks.torsos import auto_torso
+
     shape = getattr(observation_space, "shape", None) or ()
-    if getattr(agent_config, "torso", None) != "auto" or len(shape) != 3:
-        return ""
-    if min(shape[:2]) < 36:
+    if getattr(agent_config, "torso", None) != "auto" or auto_torso(shape) != "cnn":
         return ""
     return (
         '\nIf the run was saved before purerl\'s "auto" torso gave frames this size the Nature '

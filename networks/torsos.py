@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -228,6 +229,14 @@ def is_recurrent(name: str) -> bool:
     return name in RECURRENT_TORSOS
 
 
+def auto_torso(obs_shape: Sequence[int]) -> str:
+    """The feed-forward torso "auto" picks for observations of `obs_shape`: for images
+    `[H, W, C]`, Nature's CNN where both sides are at least 36 (what its three layers need),
+    MinAtar's where they are at least 5; an MLP otherwise."""
+    side = min(obs_shape[:2]) if len(obs_shape) == 3 else 0
+    return "cnn" if side >= 36 else "minatar_cnn" if side >= 5 else "mlp"
+
+
 def make_torso(
     name: str,
     obs_shape: Sequence[int],
@@ -241,10 +250,9 @@ def make_torso(
 
     Args:
       name: "mlp", "cnn" (Nature's convolutions, then `hidden_sizes` with `activation`),
-        "minatar_cnn", "auto" (a CNN for image observations `[H, W, C]`: where both sides are
-        at least 36, which its three layers need, the Nature CNN itself, convolutions then
-        one ReLU layer of 512 whatever `hidden_sizes` and `activation` say, as Atari
-        agents use it; MinAtar's convolution where they are at least 5; an MLP otherwise), or
+        "minatar_cnn", "auto" (the torso `auto_torso` picks; for Nature-sized frames the
+        Nature CNN itself, convolutions then one ReLU layer of 512, as Atari agents use it,
+        with a warning where `hidden_sizes` and `activation` say otherwise), or
         a recurrent core, "lstm" / "gru" (the feed-forward torso `auto` picks, then the cell,
         of size `hidden_sizes[-1]`).
       obs_shape: the shape of one observation.
@@ -261,13 +269,17 @@ def make_torso(
             raise ValueError(f"The {name} torso needs hidden_sizes (the last is its cell size).")
         encoder = make_torso("auto", obs_shape, hidden_sizes[:-1] or hidden_sizes, **common)
         return RecurrentCore(encoder, name, hidden_sizes[-1])
-    if name == "auto":  # Images big enough for a convolution: a CNN; else an MLP.
-        side = min(obs_shape[:2]) if len(obs_shape) == 3 else 0
-        name = "cnn" if side >= 36 else "minatar_cnn" if side >= 5 else "mlp"
-        if name == "cnn":
+    if name == "auto":
+        name = auto_torso(obs_shape)
+        if name == "cnn" and (hidden_sizes, activation) != (NATURE_DENSE, "relu"):
             # Agents' dense defaults are tuned for vector observations (PPO's two tanh layers
-            # of 64 after Nature's convolutions did not learn Breakout); `--torso cnn` keeps
-            # the configured ones.
+            # of 64 after Nature's convolutions did not learn Breakout).
+            warnings.warn(
+                f"The 'auto' torso gives {obs_shape} frames the Nature CNN itself (one ReLU "
+                f"layer of 512 after the convolutions), not hidden_sizes {hidden_sizes} with "
+                f"{activation}; use the 'cnn' torso (--torso cnn) for those.",
+                stacklevel=2,
+            )
             hidden_sizes, common["activation"] = NATURE_DENSE, "relu"
     if name == "mlp":
         return MLP(hidden_sizes, num_obs_dims=len(obs_shape), **common, **kwargs)

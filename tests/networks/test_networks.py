@@ -90,7 +90,8 @@ def test_auto_gives_atari_frames_the_nature_cnn_itself():
     # Whatever the agent's dense defaults (PPO's two tanh layers of 64), "auto" gives Atari
     # frames Nature's network: its convolutions, then one ReLU layer of 512.
     frames = jnp.full((2, 84, 84, 4), 128, jnp.uint8)
-    net = make_torso("auto", (84, 84, 4), (64, 64), "tanh")
+    with pytest.warns(UserWarning, match="--torso cnn"):  # What it does not use, said.
+        net = make_torso("auto", (84, 84, 4), (64, 64), "tanh")
     params = net.init(jax.random.PRNGKey(0), frames)
     assert isinstance(net, ConvTorso) and net.activation == "relu"
     assert [k for k in params["params"] if k.startswith("Dense")] == ["Dense_0"]
