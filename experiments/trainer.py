@@ -408,13 +408,7 @@ def holds_run(run_dir: Path) -> bool:
 def _run_dir(name: str, run: RunConfig, config: Any, write: bool = True) -> Path:
     """The run's directory, checked (every process checks) and, with `write`, made and
     given the config (process 0 only in a multi-host run)."""
-    if run.resume:
-        path = Path(run.resume) / CONFIG_FILE
-        saved = json.loads(path.read_text())
-        length = {"total_timesteps": run.total_timesteps, "num_logs": run.num_logs}
-        if write and any(saved["run"].get(k) != v for k, v in length.items()):  # Its new end.
-            saved["run"].update(length)
-            path.write_text(json.dumps(saved, indent=2))
+    if run.resume:  # Its new length is written once its checkpoint has loaded (`_extend`).
         return Path(run.resume)
     run_dir = Path(run.run_dir) if run.run_dir else default_run_dir(name, run.env)
     if run_dir.exists() and not run_dir.is_dir():
@@ -435,6 +429,18 @@ def _run_dir(name: str, run: RunConfig, config: Any, write: bool = True) -> Path
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, name, run, config)
     return run_dir
+
+
+def _extend(run_dir: Path, run: RunConfig) -> None:
+    """Write a resumed run's length into its config, where `--total-timesteps` extended it.
+    Called after its checkpoint restored: a resume that fails leaves the config as it was,
+    so the same command can be retried."""
+    path = run_dir / CONFIG_FILE
+    saved = json.loads(path.read_text())
+    length = {"total_timesteps": run.total_timesteps, "num_logs": run.num_logs}
+    if any(saved["run"].get(k) != v for k, v in length.items()):
+        saved["run"].update(length)
+        path.write_text(json.dumps(saved, indent=2))
 
 
 def _run(
@@ -542,6 +548,8 @@ def _run(
         for f in features:
             if f.key:
                 f.load(host["features"][f.key])
+        if primary:
+            _extend(run_dir, saved_run)
         say(f"  resumed from the checkpoint after {start * per_interval:,} steps")
 
     # Matplotlib's import and first drawing run beside training, not after it.

@@ -255,6 +255,13 @@ def test_a_checkpoint_from_an_earlier_version_is_refused_clearly(tmp_path):
     host.write_text(json.dumps(saved))
     with pytest.raises(ValueError, match="written by an earlier purerl"):
         ppo.main(["--resume", str(run_dir), "--quiet"])
+    # A longer run asked for and refused leaves the run's length as it was, so the same
+    # command can be retried (it is refused again for its checkpoint, not its length).
+    config = (run_dir / "config.json").read_text()
+    for _ in range(2):
+        with pytest.raises(ValueError, match="written by an earlier purerl"):
+            ppo.main(["--resume", str(run_dir), "--quiet", "--total-timesteps", "16384"])
+    assert (run_dir / "config.json").read_text() == config
 
 
 def test_resume_with_a_larger_total_extends_a_finished_run(tmp_path, capsys):
