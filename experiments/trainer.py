@@ -167,10 +167,12 @@ def build_loop(
     multi_host = distributed.initialize(run)  # Before anything starts JAX's devices.
     enable_compile_cache(run)
     kind, made = envs.resolve(run.env)  # Host envs resolve without starting JAX's backend.
+    # The host loop's actor and learner take turns unless acting may use older parameters.
+    staleness = int(off_policy) if run.max_staleness is None else run.max_staleness
     if kind == "host":  # Before `layout`, which starts JAX's backend.
         from purerl.experiments import sebulba
 
-        sebulba.prefer_sequential_cpu_ops()
+        sebulba.prefer_sequential_cpu_ops(inline=staleness == 0)
     run = layout(run, host=kind == "host")
     if kind == "host" and multi_host:
         raise ValueError(
@@ -203,7 +205,6 @@ def build_loop(
         the_plan = run_plan(run, steps_per_update, off_policy, host=True)
         recipe = build(Context(num_devices, the_plan.num_updates, host=True))
         vec_env = envs.host_vec_env(made, recipe.num_envs, run.env, run.host_envs)
-        staleness = int(off_policy) if run.max_staleness is None else run.max_staleness
         loop = sebulba.HostLoop(
             recipe,
             vec_env,
