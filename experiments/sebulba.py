@@ -291,7 +291,9 @@ class HostLoop:
                 if isinstance(item, BaseException):
                     raise item
                 trajectory, stats = item
-                learner, metrics = self._learn(learner, jax.device_put(trajectory, self.sharding))
+                # NumPy arrays straight into the compiled update, which puts them on its devices:
+                # a separate `jax.device_put` of the tree cost 5x more (150 against 30 us).
+                learner, metrics = self._learn(learner, trajectory)
                 versions.publish(i + 1, self._to_actor(learner))
                 metrics = jax.device_get(metrics)  # Waits for the update (docs/architecture.md).
                 history.append(({k: np.asarray(v)[0] for k, v in metrics.items()}, stats))
