@@ -488,9 +488,9 @@ def prefer_sequential_cpu_ops(inline: bool = False) -> None:
     1.1x faster. Where they overlap (off-policy), SAC's long learner programs ran 1.35x
     slower inline, so the loop keeps async dispatch there.
 
-    Set `XLA_FLAGS` or `JAX_CPU_ENABLE_ASYNC_DISPATCH` yourself to choose otherwise. No
-    effect on other backends, and none once JAX's CPU backend has started (both are read
-    then).
+    A user's own `--xla_cpu_enable_concurrency_optimized_scheduler` in `XLA_FLAGS`, or
+    `JAX_CPU_ENABLE_ASYNC_DISPATCH`, takes precedence. No effect on other backends, and none
+    once JAX's CPU backend has started (both are read then).
     """
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_cpu_enable_concurrency_optimized_scheduler" not in flags:
