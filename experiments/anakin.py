@@ -364,16 +364,18 @@ class DeviceLoop:
         del host, rebuild  # The device loop's envs live in the runner, restored exactly.
         return None
 
-    def evaluator(self, episodes: int) -> Evaluate:
-        """Deterministic episodes on fresh copies of the env, compiled once (the agent state
-        is an argument)."""
-        from purerl.experiments.evaluate import evaluate, greedy_policy
+    def evaluator(self, episodes: int, epsilon: float = 0.0) -> Evaluate:
+        """Deterministic episodes (epsilon-greedy with `epsilon`) on fresh copies of the env,
+        compiled once (the agent state is an argument)."""
+        from purerl.experiments.evaluate import epsilon_greedy, evaluate, greedy_policy
 
         agent, env, params = self.recipe.agent, self.env, self.env_params
+        space = env_spec(env, params).action_space
 
         @jax.jit
         def run(state: Any, key: jax.Array) -> jax.Array:
-            return evaluate(greedy_policy(agent, state), env, params, key, episodes)[0]
+            policy = epsilon_greedy(greedy_policy(agent, state), epsilon, space)
+            return evaluate(policy, env, params, key, episodes)[0]
 
         return lambda state, key, seed: np.asarray(run(state, key))
 

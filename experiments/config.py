@@ -36,6 +36,10 @@ class RunConfig:
         skips it); `python -m purerl.experiments.plot RUN_DIR` draws it any time.
       eval_episodes: greedy/deterministic evaluation episodes per seed at the end, on
         fresh environment instances (0: none; its compile costs about a second).
+      eval_epsilon: evaluation acts uniformly at random with this probability (discrete
+        actions), as Atari agents are evaluated (0.001-0.05); 0, the default, is greedy. On
+        an environment that is deterministic from its start (gymnax's
+        SpaceInvaders-MinAtar), a greedy policy plays the same episode every time.
       checkpoint_every: save the whole training state every this many env steps (per
         seed), at the end of the logging interval that crosses it, and at the end;
         default a tenth of the run but at most once a minute (a run shorter than a
@@ -109,6 +113,7 @@ class RunConfig:
     quiet: bool = False
     plot: bool = True
     eval_episodes: int = 0
+    eval_epsilon: float = 0.0
     checkpoint_every: int | None = None
     keep_checkpoints: int = 3
     resume: str | None = None
@@ -146,6 +151,8 @@ class RunConfig:
             )
         if self.eval_episodes < 0:
             raise ValueError(f"--eval-episodes must be 0 or more; got {self.eval_episodes}.")
+        if not 0.0 <= self.eval_epsilon <= 1.0:
+            raise ValueError(f"--eval-epsilon must be in [0, 1]; got {self.eval_epsilon}.")
         for name in ("total_timesteps", "num_seeds", "num_logs"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,6 +40,37 @@ def greedy_policy(agent: Agent, state: Any) -> Policy:
         return action, carry
 
     return Policy(step, agent.initial_carry)
+
+
+def check_eval_epsilon(epsilon: float, action_space: Any) -> int:
+    """The number of actions an evaluation epsilon picks from (0 for `epsilon` 0), or a
+    clear error where the action space is not discrete."""
+    if not epsilon:
+        return 0
+    if not isinstance(action_space, gymnasium.spaces.Discrete) or int(action_space.start) != 0:
+        raise ValueError(
+            f"--eval-epsilon {epsilon} picks random actions from a discrete action space "
+            f"(gymnasium.spaces.Discrete from 0), but this environment's is {action_space}; "
+            "leave --eval-epsilon at 0 (greedy evaluation) for it."
+        )
+    return int(action_space.n)
+
+
+def epsilon_greedy(policy: Policy, epsilon: float, action_space: Any) -> Policy:
+    """`policy` acting uniformly at random with probability `epsilon` (a discrete action
+    space); `policy` itself, with the same keys, for `epsilon` 0."""
+    n = check_eval_epsilon(epsilon, action_space)
+    if not n:
+        return policy
+
+    def step(carry: Any, obs: Any, key: jax.Array) -> tuple[jax.Array, Any]:
+        key, explore_key, random_key = jax.random.split(key, 3)
+        action, carry = policy.step(carry, obs, key)
+        random = jax.random.randint(random_key, action.shape, 0, n, action.dtype)
+        explore = jax.random.uniform(explore_key, action.shape) < epsilon
+        return jnp.where(explore, random, action), carry
+
+    return Policy(step, policy.initial_carry)
 
 
 def evaluate(

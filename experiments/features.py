@@ -198,7 +198,7 @@ class Evaluator:
 
     def __init__(self, loop: Any, run: RunConfig):
         self.run, self.episodes = run, run.eval_episodes or 10
-        self._evaluate = loop.evaluator(self.episodes)
+        self._evaluate = loop.evaluator(self.episodes, run.eval_epsilon)
 
     def __call__(self, states: Any, step: int | None = None) -> np.ndarray:
         """Each seed's mean return after `step` env steps (None: at the end, with the keys

@@ -366,16 +366,16 @@ class HostLoop:
         trajectory = jax.tree.map(lambda x: _split(x, self.k, d), trajectory)
         return (trajectory, stats), (key, carry, done, jnp.asarray(steps, jnp.int32))
 
-    def evaluator(self, episodes: int) -> Evaluate:
-        """Deterministic episodes on fresh copies of the host env (seeded apart from the
-        training envs); the acting step is compiled once."""
-        from purerl.experiments.evaluate import Policy, evaluate_host
+    def evaluator(self, episodes: int, epsilon: float = 0.0) -> Evaluate:
+        """Deterministic episodes (epsilon-greedy with `epsilon`) on fresh copies of the host
+        env (seeded apart from the training envs); the acting step is compiled once."""
+        from purerl.experiments.evaluate import Policy, epsilon_greedy, evaluate_host, greedy_policy
 
-        agent, name = self.agent, self.env.name
+        agent, name, space = self.agent, self.env.name, self.env.spec.action_space
 
         @jax.jit
         def greedy(state: Any, carry: Any, obs: Any, key: jax.Array) -> tuple[Any, Any]:
-            return agent.act(state, carry, obs, key, deterministic=True)[:2]
+            return epsilon_greedy(greedy_policy(agent, state), epsilon, space).step(carry, obs, key)
 
         def run(state: Any, key: jax.Array, seed: int) -> np.ndarray:
             policy = Policy(functools.partial(greedy, state), agent.initial_carry)

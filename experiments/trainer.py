@@ -462,6 +462,11 @@ def _run(
             "A multi-host run needs --run-dir (the same on every process, on storage they all "
             "see): its default name holds the start time, which the processes may not share."
         )
+    if run.eval_epsilon:  # Refused now, not after training.
+        from purerl import envs
+        from purerl.experiments.evaluate import check_eval_epsilon
+
+        check_eval_epsilon(run.eval_epsilon, envs.spec(run.env).action_space)
     # The saved config names the devices it ran on, so its checkpoints load back alike.
     # How the processes were launched is not the run's: loading it needs no coordinator.
     saved_run = dataclasses.replace(

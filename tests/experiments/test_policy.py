@@ -11,7 +11,7 @@ from purerl import envs
 from purerl.agents.ppo import PPOConfig
 from purerl.experiments import ppo
 from purerl.experiments.config import RunConfig
-from purerl.experiments.evaluate import evaluate, stateless
+from purerl.experiments.evaluate import epsilon_greedy, evaluate, stateless
 from purerl.experiments.policy import POLICY_FILE, eval_key
 
 
@@ -47,6 +47,36 @@ def test_evaluate_runs_each_episode_to_its_end():
     np.testing.assert_array_equal(returns, [0.0, 0.0])  # Truncated after 20 steps.
     returns, finished = evaluate(left, env, params, jax.random.PRNGKey(0), 2, max_steps=5)
     assert not bool(finished.any())
+
+
+def test_eval_epsilon_acts_at_random_that_often_and_only_for_discrete_actions():
+    import gymnasium
+
+    env, params = envs.make("tests.envs.my_jax_env:Corridor")  # Length 5, 20 steps at most.
+    space = gymnasium.spaces.Discrete(2)
+    left = stateless(lambda o, _: jnp.zeros(o.shape[0], jnp.int32))  # Never reaches the end.
+    assert epsilon_greedy(left, 0.0, space) is left  # Greedy, with the same keys.
+
+    def run(eps: float) -> np.ndarray:
+        policy = epsilon_greedy(left, eps, space)
+        return jax.jit(lambda k: evaluate(policy, env, params, k, 200)[0])(jax.random.PRNGKey(0))
+
+    np.testing.assert_array_equal(run(0.0), np.zeros(200))
+    # Uniformly random actions walk the corridor's 5 cells within 20 steps now and then.
+    reached = float(np.mean(run(1.0)))
+    assert 0.05 < reached < 0.6, reached
+    assert float(np.mean(run(0.01))) < reached
+    with pytest.raises(ValueError, match="--eval-epsilon 0.1 picks random actions from a discrete"):
+        epsilon_greedy(left, 0.1, gymnasium.spaces.Box(-1.0, 1.0, (1,)))
+    with pytest.raises(ValueError, match=r"--eval-epsilon must be in \[0, 1\]"):
+        RunConfig(eval_epsilon=1.5)
+
+
+def test_a_run_with_eval_epsilon_on_continuous_actions_is_refused_before_training(tmp_path):
+    args = ["--env", "Pendulum-v1", "--eval-epsilon", "0.1", "--run-dir", str(tmp_path / "r")]
+    with pytest.raises(ValueError, match="leave --eval-epsilon at 0"):
+        ppo.main([*args, "--quiet", "--no-plot", "--num-devices", "1"])
+    assert not (tmp_path / "r").exists()
 
 
 def test_load_policy_reproduces_the_runs_evaluation(run_dir):
