@@ -1,8 +1,9 @@
 """Run a trained policy: `python -m purerl.experiments.enjoy RUN_DIR [--episodes 20]`.
 
 Loads `RUN_DIR`'s saved policy (see `purerl.load_policy`) and reports the returns of
-deterministic evaluation episodes on fresh instances of the run's environment (fully
-jitted for a JAX environment, stepped on the host for a Python one). With
+deterministic evaluation episodes (epsilon-greedy with `--epsilon`) on fresh instances of
+the run's environment (fully jitted for a JAX environment, stepped on the host for a
+Python one). With
 `--render FILE.gif` (or `.mp4` where ffmpeg is installed), a Gymnasium environment that can
 render `rgb_array` frames records the first episode.
 """
@@ -23,18 +24,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed-index", type=int, default=0, help="which of the run's seeds")
     parser.add_argument("--key", type=int, default=0, help="PRNG seed of the episodes")
     parser.add_argument(
+        "--epsilon",
+        type=float,
+        default=0.0,
+        help="act uniformly at random with this probability (discrete actions), as a run's "
+        "--eval-epsilon does (default 0: greedy)",
+    )
+    parser.add_argument(
         "--render", metavar="FILE", help="record the first episode to a video (.gif or .mp4)"
     )
     args = parser.parse_args(argv)
-    from purerl.experiments.evaluate import evaluate, evaluate_host
+    from purerl import envs
+    from purerl.experiments.evaluate import epsilon_greedy, evaluate, evaluate_host
     from purerl.experiments.policy import load_agent, load_policy
 
     try:
         if args.episodes < 1:
             raise ValueError(f"--episodes must be positive; got {args.episodes}.")
+        if not 0.0 <= args.epsilon <= 1.0:
+            raise ValueError(f"--epsilon must be in [0, 1]; got {args.epsilon}.")
         policy = load_policy(args.run_dir, args.seed_index)
         _, _, config = load_agent(args.run_dir)
         env_name = config["run"]["env"]
+        if args.epsilon:
+            policy = epsilon_greedy(policy, args.epsilon, envs.spec(env_name).action_space)
         key = jax.random.PRNGKey(args.key)
         if config["env"] is None:  # A host (Python) environment.
             returns, finished = evaluate_host(

@@ -79,6 +79,20 @@ def test_a_run_with_eval_epsilon_on_continuous_actions_is_refused_before_trainin
     assert not (tmp_path / "r").exists()
 
 
+def test_enjoy_takes_an_evaluation_epsilon(run_dir, capsys):
+    from purerl.experiments import enjoy
+
+    def mean_return(*extra: str) -> float:
+        enjoy.main([str(run_dir), "--episodes", "8", *extra])
+        return float(capsys.readouterr().out.split("return ")[1].split()[0])
+
+    greedy, random = mean_return(), mean_return("--epsilon", "1.0")
+    assert random < greedy and random < 60  # Random CartPole lasts about 22 steps.
+    with pytest.raises(SystemExit):
+        enjoy.main([str(run_dir), "--epsilon", "2"])
+    assert "--epsilon must be in [0, 1]" in capsys.readouterr().err
+
+
 def test_load_policy_reproduces_the_runs_evaluation(run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
     env, params = envs.make("CartPole-v1")

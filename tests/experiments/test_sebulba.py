@@ -250,26 +250,36 @@ def test_resume_says_how_host_envs_come_back_and_can_rebuild_them():
         loop.close()
 
 
-def test_the_host_loop_sets_its_xla_cpu_flag_before_jax_starts_its_backend(tmp_path):
+@pytest.mark.parametrize(
+    "agent, args, inline",
+    [
+        ("ppo", ["--num-steps", "32"], True),  # Actor and learner take turns.
+        ("dqn", ["--learning-starts", "128", "--batch-size", "32"], False),  # They overlap.
+    ],
+)
+def test_the_host_loop_sets_its_xla_cpu_flag_before_jax_starts_its_backend(
+    tmp_path, agent, args, inline
+):
     # XLA reads its flags once, when JAX starts its backend: the command line must ask for
     # sequential CPU ops (a 1.2x faster host loop on 2 cores), and for on-policy agents
-    # inline execution (1.1x more), before anything starts it.
+    # inline execution (1.1x more; it made SAC's overlapping learner 1.35x slower), before
+    # anything starts it.
     import subprocess
 
     script = f"""
 import sys
 from jax._src import xla_bridge
-from purerl.experiments import cli, ppo, sebulba
+from purerl.experiments import cli, {agent} as agent, sebulba
 seen = []
 real = sebulba.prefer_sequential_cpu_ops
 def spy(inline=False):
     seen.append(xla_bridge.backends_are_initialized())
     real(inline)
 sebulba.prefer_sequential_cpu_ops = spy
-sys.argv = ["ppo", "--env", "gymnasium:CartPole-v1", "--total-timesteps", "256",
-    "--num-steps", "32", "--num-logs", "1", "--run-dir", {str(tmp_path / "run")!r}, "--quiet",
+sys.argv = ["{agent}", "--env", "gymnasium:CartPole-v1", "--total-timesteps", "256",
+    *{args!r}, "--num-logs", "1", "--run-dir", {str(tmp_path / "run")!r}, "--quiet",
     "--no-plot", "--no-tensorboard", "--no-compile-cache"]
-cli.cli_main(ppo.main)
+cli.cli_main(agent.main)
 import jax
 print("started before the flag:", seen, "async:", jax.config.read("jax_cpu_enable_async_dispatch"))
 """
@@ -278,5 +288,5 @@ print("started before the flag:", seen, "async:", jax.config.read("jax_cpu_enabl
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
     )
-    # PPO's actor and learner take turns: its programs run inline (no async dispatch).
-    assert "started before the flag: [False] async: False" in out.stdout, out.stdout + out.stderr
+    expected = f"started before the flag: [False] async: {not inline}"
+    assert expected in out.stdout, out.stdout + out.stderr
