@@ -153,6 +153,11 @@ class RunConfig:
             raise ValueError(f"--eval-episodes must be 0 or more; got {self.eval_episodes}.")
         if not 0.0 <= self.eval_epsilon <= 1.0:
             raise ValueError(f"--eval-epsilon must be in [0, 1]; got {self.eval_epsilon}.")
+        if self.eval_epsilon and not (self.eval_episodes or self.eval_every):
+            raise ValueError(
+                f"--eval-epsilon {self.eval_epsilon} applies to evaluation episodes, and this "
+                "run has none: add --eval-episodes N (at the end) or --eval-every N."
+            )
         for name in ("total_timesteps", "num_seeds", "num_logs"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(

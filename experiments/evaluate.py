@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import distrax
 import gymnasium
 import jax
 import jax.numpy as jnp
@@ -64,11 +65,11 @@ def epsilon_greedy(policy: Policy, epsilon: float, action_space: Any) -> Policy:
         return policy
 
     def step(carry: Any, obs: Any, key: jax.Array) -> tuple[jax.Array, Any]:
-        key, explore_key, random_key = jax.random.split(key, 3)
+        key, explore_key = jax.random.split(key)
         action, carry = policy.step(carry, obs, key)
-        random = jax.random.randint(random_key, action.shape, 0, n, action.dtype)
-        explore = jax.random.uniform(explore_key, action.shape) < epsilon
-        return jnp.where(explore, random, action), carry
+        # The greedy action as one-hot preferences: distrax's epsilon-greedy over them.
+        explore = distrax.EpsilonGreedy(jax.nn.one_hot(action, n), epsilon)
+        return explore.sample(seed=explore_key).astype(action.dtype), carry
 
     return Policy(step, policy.initial_carry)
 

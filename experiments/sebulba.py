@@ -374,11 +374,11 @@ class HostLoop:
         agent, name, space = self.agent, self.env.name, self.env.spec.action_space
 
         @jax.jit
-        def greedy(state: Any, carry: Any, obs: Any, key: jax.Array) -> tuple[Any, Any]:
+        def step(state: Any, carry: Any, obs: Any, key: jax.Array) -> tuple[Any, Any]:
             return epsilon_greedy(greedy_policy(agent, state), epsilon, space).step(carry, obs, key)
 
         def run(state: Any, key: jax.Array, seed: int) -> np.ndarray:
-            policy = Policy(functools.partial(greedy, state), agent.initial_carry)
+            policy = Policy(functools.partial(step, state), agent.initial_carry)
             return evaluate_host(policy, name, key, episodes, seed)[0]
 
         return run

@@ -70,10 +70,13 @@ def test_eval_epsilon_acts_at_random_that_often_and_only_for_discrete_actions():
         epsilon_greedy(left, 0.1, gymnasium.spaces.Box(-1.0, 1.0, (1,)))
     with pytest.raises(ValueError, match=r"--eval-epsilon must be in \[0, 1\]"):
         RunConfig(eval_epsilon=1.5)
+    with pytest.raises(ValueError, match="add --eval-episodes N"):
+        RunConfig(eval_epsilon=0.01)  # No evaluation for it to apply to.
 
 
 def test_a_run_with_eval_epsilon_on_continuous_actions_is_refused_before_training(tmp_path):
-    args = ["--env", "Pendulum-v1", "--eval-epsilon", "0.1", "--run-dir", str(tmp_path / "r")]
+    args = ["--env", "Pendulum-v1", "--eval-epsilon", "0.1", "--eval-episodes", "2"]
+    args += ["--run-dir", str(tmp_path / "r")]
     with pytest.raises(ValueError, match="leave --eval-epsilon at 0"):
         ppo.main([*args, "--quiet", "--no-plot", "--num-devices", "1"])
     assert not (tmp_path / "r").exists()
