@@ -10,7 +10,7 @@ import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from purerl.networks.noisy import NoisyDense
+from purerl.networks.noisy import NOISE, NoisyDense, scaled_noise
 from purerl.networks.torsos import MLP, RecurrentCore
 
 
@@ -36,18 +36,29 @@ class QHead(nn.Module):
     @nn.compact
     def __call__(self, features: jax.Array) -> jax.Array:
         atoms = max(1, self.num_atoms)
+        names = ("value", "advantage") if self.dueling else ("q",)
+        sizes = (atoms, self.num_actions * atoms) if self.dueling else (self.num_actions * atoms,)
+        noise = dict.fromkeys(names)
+        if self.noisy and self.has_rng(NOISE):  # Every layer's factors from one draw.
+            fan_in = features.shape[-1]
+            factors = scaled_noise(
+                self.make_rng(NOISE), tuple(n for size in sizes for n in (fan_in, size))
+            )
+            noise = {name: tuple(factors[2 * i : 2 * i + 2]) for i, name in enumerate(names)}
 
         def layer(size: int, name: str) -> jax.Array:
-            dense = NoisyDense(size, self.noisy_sigma, name=name) if self.noisy else None
-            out = dense(features) if dense else nn.Dense(size, name=name)(features)
+            if self.noisy:
+                out = NoisyDense(size, self.noisy_sigma, name=name)(features, noise[name])
+            else:
+                out = nn.Dense(size, name=name)(features)
             if self.num_atoms:
                 return out.reshape(out.shape[:-1] + (size // atoms, atoms))
             return out
 
         if not self.dueling:
-            return layer(self.num_actions * atoms, "q")
-        value = layer(atoms, "value")
-        advantage = layer(self.num_actions * atoms, "advantage")
+            return layer(*sizes, *names)
+        value = layer(sizes[0], "value")
+        advantage = layer(sizes[1], "advantage")
         if not self.num_atoms:
             return value + advantage - advantage.mean(axis=-1, keepdims=True)
         return value + advantage - advantage.mean(axis=-2, keepdims=True)

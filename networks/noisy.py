@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -9,10 +11,13 @@ import jax.numpy as jnp
 NOISE = "noise"  # The Flax RNG stream noisy layers draw from.
 
 
-def _scaled_noise(key: jax.Array, size: int) -> jax.Array:
-    """`f(x) = sign(x) sqrt(|x|)` of standard normal draws: factorised noise's factors."""
-    x = jax.random.normal(key, (size,), jnp.float32)
-    return jnp.sign(x) * jnp.sqrt(jnp.abs(x))
+def scaled_noise(key: jax.Array, sizes: tuple[int, ...]) -> list[jax.Array]:
+    """`f(x) = sign(x) sqrt(|x|)` of standard normal draws, one vector per size, all from one
+    draw: factorised noise's factors. One draw per network, not two per layer, matters on a
+    CPU, where each of JAX's random draws runs as a loop of its own."""
+    x = jax.random.normal(key, (sum(sizes),), jnp.float32)
+    x = jnp.sign(x) * jnp.sqrt(jnp.abs(x))
+    return jnp.split(x, list(itertools.accumulate(sizes[:-1])))
 
 
 class NoisyDense(nn.Module):
@@ -21,7 +26,9 @@ class NoisyDense(nn.Module):
 
     The noise is drawn from the `"noise"` RNG stream, once per call: apply the module with
     `rngs={"noise": key}` to act or learn with fresh noise. Without that stream (greedy
-    evaluation, a saved policy) the layer is deterministic and uses the means.
+    evaluation, a saved policy) the layer is deterministic and uses the means. A network
+    with several noisy layers can draw their factors at once (`scaled_noise`) and pass each
+    layer its own as `noise=(f(eps_in), f(eps_out))`.
 
     Attributes:
       features: output size.
@@ -32,7 +39,7 @@ class NoisyDense(nn.Module):
     sigma0: float = 0.5
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, noise: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
         fan_in = x.shape[-1]
         bound = 1.0 / jnp.sqrt(fan_in)
 
@@ -48,10 +55,13 @@ class NoisyDense(nn.Module):
         sigma_w = self.param("sigma_kernel", constant, (fan_in, self.features))
         sigma_b = self.param("sigma_bias", constant, (self.features,))
         x = jnp.asarray(x, jnp.float32)
-        if not self.has_rng(NOISE):
-            return x @ mu_w + mu_b
-        key_in, key_out = jax.random.split(self.make_rng(NOISE))
-        eps_in, eps_out = _scaled_noise(key_in, fan_in), _scaled_noise(key_out, self.features)
-        # (mu + sigma * eps_in eps_out^T) x, without forming the noisy kernel.
-        noise = ((x * eps_in) @ sigma_w) * eps_out
-        return x @ mu_w + noise + mu_b + sigma_b * eps_out
+        if noise is None:
+            if not self.has_rng(NOISE):
+                return x @ mu_w + mu_b
+            noise = scaled_noise(self.make_rng(NOISE), (fan_in, self.features))
+        eps_in, eps_out = noise
+        # The noisy kernel itself (fan_in x features products), then one matmul: cheaper than
+        # a second matmul for the noise term once a batch has two or more rows, in the
+        # forward and the backward pass alike.
+        kernel = mu_w + sigma_w * (eps_in[:, None] * eps_out[None, :])
+        return x @ kernel + (mu_b + sigma_b * eps_out)
