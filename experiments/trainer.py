@@ -46,6 +46,7 @@ from purerl.experiments.features import (
 from purerl.experiments.loop import Loop
 from purerl.experiments.plot import CURVE_FILE, plot, warm_up
 from purerl.experiments.policy import CONFIG_FILE, POLICY_FILE, save_policy, write_config
+from purerl.replay import prioritized
 from purerl.replay.base import DataPath, Schedule
 
 Build = Callable[[Context], Recipe]
@@ -289,7 +290,9 @@ def extended(run: RunConfig, the_plan: Plan, total_timesteps: int) -> RunConfig:
 
 def _restore(checkpoints: Checkpoints, runner: Any, run: RunConfig, config: Any) -> Any:
     """The newest checkpoint's `(runner, host)`; where it does not match, the error says how
-    to load an Atari run saved before the default torso changed (`policy.torso_hint`)."""
+    to load an Atari run saved before the default torso changed (`policy.torso_hint`). A
+    checkpoint whose prioritised replay has the sum-tree layout of earlier purerl versions
+    is converted exactly (`replay.prioritized.from_legacy`)."""
 
     def explain() -> str:
         from purerl import envs
@@ -297,7 +300,17 @@ def _restore(checkpoints: Checkpoints, runner: Any, run: RunConfig, config: Any)
 
         return torso_hint(config, envs.spec(run.env).observation_space).strip()
 
-    return checkpoints.restore_latest(runner, explain)
+    try:
+        return checkpoints.restore_latest(runner, explain)
+    except ValueError as error:
+        old = prioritized.legacy_target(runner)
+        if old is None:
+            raise
+        try:
+            restored, host = checkpoints.restore_latest(old)
+        except ValueError:
+            raise error from None
+        return prioritized.from_legacy(restored, runner), host
 
 
 def checkpointed_agent_states(entry: Entry, run: RunConfig, config: Any) -> tuple[Any, int]:

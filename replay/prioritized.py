@@ -8,7 +8,8 @@ with `beta` annealed linearly to 1.
 The sum-tree is wide: each node has `BRANCH` (16) children, so a million items need five
 levels, and sampling or updating a batch is a handful of vectorised ops per level rather
 than one per binary level (on a CPU, each op costs microseconds whatever its size). Levels
-are float32 arrays, top first; the leaves hold `p^alpha`. Every write recomputes each
+are float32 arrays, top first, each only as long as the level below needs; the leaves hold
+`p^alpha`. Every write recomputes each
 touched parent as the float32 sum of its children, never by adding deltas, so the tree
 holds no drift however long it runs; and the descent never enters a child whose sum is 0,
 so an item of priority 0 (or an empty slot) is never sampled.
@@ -39,23 +40,77 @@ BRANCH = 16  # Children per node: five levels hold a million items.
 @struct.dataclass
 class PrioritizedState:
     storage: Any  # Leaves [capacity, ...]: preallocated transitions (whole rollouts).
-    tree: tuple[jax.Array, ...]  # Levels [BRANCH ** k] float32, k = 1..depth; leaves last.
+    tree: tuple[jax.Array, ...]  # Levels float32 (`tree_sizes`), top first; leaves last.
     index: jax.Array  # [] int32, the next slot to write.
     size: jax.Array  # [] int32, how many slots hold data.
     max_priority: jax.Array  # [] float32, the largest p seen (new items get it).
     samples: jax.Array  # [] int32, sample calls so far (anneals beta).
 
 
+def tree_sizes(capacity: int) -> list[int]:
+    """Each level's length, top first: the leaves are `capacity` rounded up to a multiple of
+    `BRANCH`, each level above holds one sum per `BRANCH` entries below (rounded up the same
+    way), and the top level has `BRANCH` entries. Levels are no longer than they must be: a
+    leaf level of `BRANCH ** depth` would be ten times the buffer at 1e5 items, and XLA
+    copies a level whole where it cannot update it in place."""
+    sizes = [BRANCH * -(-max(1, int(capacity)) // BRANCH)]
+    while sizes[0] > BRANCH:
+        sizes.insert(0, BRANCH * -(-sizes[0] // BRANCH**2))
+    return sizes
+
+
 def tree_depth(capacity: int) -> int:
-    """Levels below the root: `BRANCH ** depth >= capacity`."""
-    depth, size = 1, BRANCH
-    while size < int(capacity):
-        depth, size = depth + 1, size * BRANCH
-    return depth
+    """Levels below the root: the smallest `depth` with `BRANCH ** depth >= capacity`."""
+    return len(tree_sizes(capacity))
 
 
 def tree_init(capacity: int) -> tuple[jax.Array, ...]:
-    return tuple(jnp.zeros((BRANCH**k,), jnp.float32) for k in range(1, tree_depth(capacity) + 1))
+    return tuple(jnp.zeros((size,), jnp.float32) for size in tree_sizes(capacity))
+
+
+def _legacy_size(level: int) -> int:
+    """Level `level`'s (0 = top) length as purerl laid sum-trees out before `tree_sizes`:
+    `BRANCH ** (level + 1)`, a leaf level of a million slots for any buffer over 65,536."""
+    return BRANCH ** (level + 1)
+
+
+def legacy_target(runner: Any) -> Any | None:
+    """`runner` with every sum-tree level shaped as checkpoints written before `tree_sizes`
+    hold it (abstract arrays, with the same shardings), or None where it has no sum-tree."""
+    found = False
+
+    def old(state: Any) -> Any:
+        nonlocal found
+        if not isinstance(state, PrioritizedState):
+            return state
+        found = True
+        tree = tuple(
+            jax.ShapeDtypeStruct(
+                level.shape[:-1] + (_legacy_size(k),), level.dtype, sharding=level.sharding
+            )
+            for k, level in enumerate(state.tree)
+        )
+        return state.replace(tree=tree)
+
+    target = jax.tree.map(old, runner, is_leaf=lambda x: isinstance(x, PrioritizedState))
+    return target if found else None
+
+
+def from_legacy(restored: Any, runner: Any) -> Any:
+    """A runner restored into `legacy_target(runner)`, its sum-tree levels cut to today's
+    lengths. Nodes are numbered alike in both layouts (node `i`'s children are `BRANCH * i`
+    on), and the old levels hold only zeros past today's lengths, so this is exact."""
+
+    def cut(old: Any, new: Any) -> Any:
+        if not isinstance(new, PrioritizedState):
+            return old
+        tree = tuple(
+            jax.device_put(level[..., : ref.shape[-1]], ref.sharding)
+            for level, ref in zip(old.tree, new.tree, strict=True)
+        )
+        return old.replace(tree=tree)
+
+    return jax.tree.map(cut, restored, runner, is_leaf=lambda x: isinstance(x, PrioritizedState))
 
 
 def tree_total(tree: tuple[jax.Array, ...]) -> jax.Array:

@@ -338,3 +338,38 @@ def test_a_mismatched_checkpoint_names_a_known_cause_before_the_delete_advice(tm
     lines = str(e.value).splitlines()
     assert "does not match" in lines[0] and lines[1] == "KNOWN CAUSE."
     assert lines[2].startswith("Otherwise, delete it")
+
+
+def test_a_prioritized_run_saved_with_the_old_sum_tree_layout_resumes_exactly(
+    tmp_path, monkeypatch
+):
+    from purerl.experiments import dqn
+    from purerl.replay import prioritized
+
+    # Earlier versions gave every sum-tree level BRANCH ** k entries (65,536 leaves here).
+    old_sizes = [prioritized.BRANCH**k for k in range(1, prioritized.tree_depth(5000) + 1)]
+    assert old_sizes != prioritized.tree_sizes(5000)
+    small = ["--num-envs", "4", "--learning-starts", "512", "--buffer-size", "5000"]
+    common = [*small, "--prioritized", "--quiet", "--no-plot", "--num-devices", "1"]
+
+    def run(name):
+        dqn.main(
+            ["--run-dir", str(tmp_path / name), "--total-timesteps", "2048", "--num-logs", "2"]
+            + ["--checkpoint-every", "1024", *common]
+        )
+
+    with monkeypatch.context() as patch:
+        patch.setattr(prioritized, "tree_sizes", lambda capacity: old_sizes)
+        run("old")
+    run("new")
+    original, converted = prioritized.from_legacy, []
+
+    def counting(restored, runner):
+        converted.append(1)
+        return original(restored, runner)
+
+    monkeypatch.setattr(prioritized, "from_legacy", counting)
+    for name in ("old", "new"):
+        dqn.main(["--resume", str(tmp_path / name), "--total-timesteps", "4096"])
+    assert converted == [1]  # Only the old run's checkpoint needed converting.
+    assert_same_run(tmp_path / "new", tmp_path / "old")

@@ -36,9 +36,14 @@ def test_sum_tree_invariants_under_random_writes():
         for i, v in zip(idx, values, strict=True):  # Duplicates: the last write wins.
             leaves[i] = v
     np.testing.assert_array_equal(tree[-1], leaves)
+    # Levels only as long as needed: 5000 leaves in 313 rows of 16, 20 rows above them.
+    assert [level.shape[0] for level in tree] == [16, 32, 320, 5008]
     for parent, children in zip(tree[:-1], tree[1:], strict=True):
-        # Each parent is its children's float32 sum, recomputed (no accumulated deltas).
-        np.testing.assert_allclose(parent, children.reshape(-1, BRANCH).sum(-1), rtol=1e-6)
+        # Each parent is its children's float32 sum, recomputed (no accumulated deltas); the
+        # padding past the last row of children stays 0.
+        sums = children.reshape(-1, BRANCH).sum(-1)
+        np.testing.assert_allclose(parent[: sums.shape[0]], sums, rtol=1e-6)
+        np.testing.assert_array_equal(parent[sums.shape[0] :], 0.0)
     np.testing.assert_allclose(tree_total(tree), leaves.sum(), rtol=1e-5)
 
 
