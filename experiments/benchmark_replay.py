@@ -6,8 +6,10 @@ batch size, for CartPole-sized and Atari-sized (84x84x4 uint8) transitions.
 
 The flashbax backend drives flashbax's own `make_prioritised_flat_buffer` (install flashbax
 in a separate environment); this file imports purerl only for the purerl backend, so the
-same script times both. Each cell prints microseconds per call (median of `--repeats`
-timed blocks of `--calls` jitted calls, after a warm-up).
+same script times both. Each cell prints microseconds per call: the median of `--repeats`
+timed blocks of `--calls` calls, after a warm-up. By default a block is one compiled
+`lax.scan` of the calls, as the device loop runs them; `--mode call` times one jitted call
+each instead, which adds Python's dispatch (tens of microseconds on a CPU) to every cell.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def purerl_fns(capacity: int, batch: int, add_size: int, item: dict):
     from purerl.replay.storage import bytes_per_slot
 
     print(f"  purerl bytes per stored transition: {bytes_per_slot(state.storage):,.1f}")
-    return state, jax.jit(adds, donate_argnums=0), jax.jit(sample_update, donate_argnums=0)
+    return state, adds, sample_update
 
 
 def flashbax_fns(capacity: int, batch: int, add_size: int, item: dict):
@@ -76,7 +78,6 @@ def flashbax_fns(capacity: int, batch: int, add_size: int, item: dict):
         priority_exponent=0.6,
     )
     state = buffer.init(item)
-    add = jax.jit(buffer.add, donate_argnums=0)
     experience = state.experience
     size = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(experience))
     print(f"  flashbax bytes per stored transition: {size / capacity:,.1f}")
@@ -88,38 +89,66 @@ def flashbax_fns(capacity: int, batch: int, add_size: int, item: dict):
             "reward"
         ]
 
-    return state, add, jax.jit(sample_update, donate_argnums=0)
+    return state, buffer.add, sample_update
 
 
 def bench(
-    backend: str, capacity: int, batch: int, add_size: int, item_name: str, calls: int, repeats: int
+    backend: str,
+    capacity: int,
+    batch: int,
+    add_size: int,
+    item_name: str,
+    calls: int,
+    repeats: int,
+    mode: str = "scan",
 ) -> tuple[float, float]:
     shape, dtype = ITEMS[item_name]
     item = transition(shape, dtype, ())
     make = purerl_fns if backend == "purerl" else flashbax_fns
-    state, add, sample_update = make(capacity, batch, add_size, item)
+    state, add_fn, sample_update_fn = make(capacity, batch, add_size, item)
     items = transition(shape, dtype, (add_size,))
+    add = jax.jit(add_fn, donate_argnums=0)
+    sample_update = jax.jit(lambda state, key: sample_update_fn(state, key)[0], donate_argnums=0)
     # Fill past the sampling threshold first (and compile both functions).
     for _ in range(max(1, -(-2 * batch // add_size))):
         state = add(state, items)
-    state, _ = sample_update(state, jax.random.PRNGKey(0))
+    state = sample_update(state, jax.random.PRNGKey(0))
     jax.block_until_ready(state)
+
+    def in_scan(step):
+        """`calls` steps in one compiled `lax.scan`, as the device loop runs them."""
+
+        def run(state, keys):
+            return jax.lax.scan(lambda s, k: (step(s, k), None), state, keys)[0]
+
+        return jax.jit(run, donate_argnums=0)
 
     def timed(step) -> float:
         nonlocal state
+        scanned = in_scan(step) if mode == "scan" else None
+        keys = jax.random.split(jax.random.PRNGKey(1), (repeats + 1, calls))
+        if scanned is not None:  # Compile outside the timing.
+            state = scanned(state, keys[-1])
+            jax.block_until_ready(state)
+        # One key array per call, sliced before the timing (slicing is a dispatch of its own).
+        per_call = [list(block) for block in keys] if scanned is None else None
         times = []
         for r in range(repeats):
             start = time.perf_counter()
-            for i in range(calls):
-                state = step(state, r * calls + i)
+            if scanned is not None:
+                state = scanned(state, keys[r])
+            else:
+                for key in per_call[r]:
+                    state = step(state, key)
             jax.block_until_ready(state)
             times.append((time.perf_counter() - start) / calls * 1e6)
         return statistics.median(times)
 
-    add_us = timed(lambda s, i: add(s, items))
-    keys = jax.random.split(jax.random.PRNGKey(1), repeats * calls)
-    sample_us = timed(lambda s, i: sample_update(s, keys[i])[0])
-    return add_us, sample_us
+    if mode == "scan":
+        add_us = timed(lambda s, k: add_fn(s, items))
+        return add_us, timed(lambda s, k: sample_update_fn(s, k)[0])
+    add_us = timed(lambda s, k: add(s, items))
+    return add_us, timed(sample_update)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,9 +160,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--add-size", type=int, default=256, help="transitions per add call")
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--mode",
+        choices=("scan", "call"),
+        default="scan",
+        help="scan: --calls calls inside one compiled lax.scan (what the device loop pays); "
+        "call: one jitted call each (adds Python dispatch, tens of microseconds)",
+    )
     args = parser.parse_args(argv)
     print(
-        f"{args.backend} prioritised replay on {jax.devices()[0].platform}, jax {jax.__version__}"
+        f"{args.backend} prioritised replay on {jax.devices()[0].platform}, jax {jax.__version__},"
+        f" {args.mode} mode"
     )
     print(f"{'item':<9} {'capacity':>10} {'add us':>10} {'sample+update us':>17}")
     for item in args.items:
@@ -147,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
                     item,
                     args.calls,
                     args.repeats,
+                    args.mode,
                 )
                 print(f"{item:<9} {capacity:>10,} {add_us:>10.1f} {sample_us:>17.1f}", flush=True)
             except Exception as e:  # A cell that does not fit in memory, say.
