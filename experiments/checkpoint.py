@@ -18,6 +18,21 @@ import numpy as np
 CHECKPOINT_DIR = "checkpoints"
 
 
+def shapes(tree: Any) -> dict[tuple[str, ...], tuple[int, ...]]:
+    """Each array's shape in `tree` (arrays or abstract arrays), by its path as plain names,
+    the form `Checkpoints.saved_shapes` gives too."""
+    import jax
+
+    def name(key: Any) -> str:
+        for attribute in ("key", "name", "idx"):
+            if hasattr(key, attribute):
+                return str(getattr(key, attribute))
+        return str(key)
+
+    leaves = jax.tree_util.tree_leaves_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
+    return {tuple(name(k) for k in path): tuple(leaf.shape) for path, leaf in leaves}
+
+
 def encode_history(history: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
     """Per-interval metric arrays as JSON, keeping dtypes so they come back bit-identical."""
     return [
@@ -65,6 +80,15 @@ class Checkpoints:
                 "its first one (or, finished in under a minute, kept none: --checkpoint-every "
                 "N keeps them). Start it again without --resume."
             )
+        saved, wanted = self.saved_shapes(), shapes(target)
+        differ = [p for p in wanted if p in (saved or {}) and saved[p] != wanted[p]]
+        if differ:  # Refused from the metadata, before reading arrays of the wrong shape.
+            path = "/".join(differ[0])
+            self._refuse(
+                step,
+                f"{path} has shape {saved[differ[0]]} there and {wanted[differ[0]]} here",
+                explain,
+            )
         try:
             restored = self.manager.restore(
                 step,
@@ -77,14 +101,38 @@ class Checkpoints:
             # for PURERL_TRACEBACK=1; the message gives its first line, shortened.
             cause = str(e).strip().splitlines()[0] if str(e).strip() else ""
             cause = cause if len(cause) <= 160 else cause[:157] + "..."
-            known = explain() if explain is not None else ""
-            advice = "Delete that directory" if not known else f"{known}\nOtherwise, delete it"
-            raise ValueError(
-                f"The checkpoint {self.directory / str(step)} is corrupt or does not match "
-                f"this run's config ({type(e).__name__}: {cause}).\n{advice} "
-                "to resume from the checkpoint before it, or start a new run."
-            ) from e
+            self._refuse(step, f"{type(e).__name__}: {cause}", explain, e)
         return restored["runner"], restored["host"]
+
+    def _refuse(
+        self,
+        step: int,
+        cause: str,
+        explain: Callable[[], str] | None,
+        error: Exception | None = None,
+    ) -> None:
+        known = explain() if explain is not None else ""
+        advice = "Delete that directory" if not known else f"{known}\nOtherwise, delete it"
+        raise ValueError(
+            f"The checkpoint {self.directory / str(step)} is corrupt or does not match "
+            f"this run's config ({cause}).\n{advice} "
+            "to resume from the checkpoint before it, or start a new run."
+        ) from error
+
+    def saved_shapes(self) -> dict[tuple[str, ...], tuple[int, ...]] | None:
+        """The newest checkpoint's runner arrays' shapes (`shapes`), read from its metadata
+        without reading any array; None without a checkpoint or readable metadata."""
+        step = self.manager.latest_step()
+        if step is None:
+            return None
+        try:
+            from etils import epath  # Orbax's own path type (a dependency of orbax).
+
+            handler = self._ocp.StandardCheckpointHandler()
+            metadata = handler.metadata(epath.Path(self.directory / str(step) / "runner"))
+        except Exception:  # Unreadable metadata: the restore itself will say what is wrong.
+            return None
+        return shapes(getattr(metadata, "tree", metadata))
 
     def close(self) -> None:
         if self.manager is not None:

@@ -20,7 +20,7 @@ from purerl.agents.registry import Context, Entry, Recipe
 from purerl.core import Agent, per_device
 from purerl.envs.host import HostEnvError
 from purerl.experiments import anakin, distributed
-from purerl.experiments.checkpoint import CHECKPOINT_DIR, Checkpoints
+from purerl.experiments.checkpoint import CHECKPOINT_DIR, Checkpoints, shapes
 from purerl.experiments.config import (
     Plan,
     RunConfig,
@@ -300,17 +300,13 @@ def _restore(checkpoints: Checkpoints, runner: Any, run: RunConfig, config: Any)
 
         return torso_hint(config, envs.spec(run.env).observation_space).strip()
 
-    try:
-        return checkpoints.restore_latest(runner, explain)
-    except ValueError as error:
-        old = prioritized.legacy_target(runner)
-        if old is None:
-            raise
-        try:
-            restored, host = checkpoints.restore_latest(old)
-        except ValueError:
-            raise error from None
-        return prioritized.from_legacy(restored, runner), host
+    old = prioritized.legacy_target(runner)
+    if old is not None:  # Which layout the checkpoint has, from its metadata alone.
+        saved = checkpoints.saved_shapes()
+        if saved is not None and saved != shapes(runner) and saved == shapes(old):
+            restored, host = checkpoints.restore_latest(old, explain)
+            return prioritized.from_legacy(restored, runner), host
+    return checkpoints.restore_latest(runner, explain)
 
 
 def checkpointed_agent_states(entry: Entry, run: RunConfig, config: Any) -> tuple[Any, int]:

@@ -373,3 +373,16 @@ def test_a_prioritized_run_saved_with_the_old_sum_tree_layout_resumes_exactly(
         dqn.main(["--resume", str(tmp_path / name), "--total-timesteps", "4096"])
     assert converted == [1]  # Only the old run's checkpoint needed converting.
     assert_same_run(tmp_path / "new", tmp_path / "old")
+
+
+def test_a_checkpoint_of_other_shapes_is_refused_from_its_metadata_naming_the_array(tmp_path):
+    saved = Checkpoints(tmp_path, 2)
+    saved.save(0, {"net": {"w": np.zeros((1, 64), np.float32)}}, {"interval": 0})
+    saved.close()
+    checkpoints = Checkpoints(tmp_path, 2)
+    assert checkpoints.saved_shapes() == {("net", "w"): (1, 64)}
+    with pytest.raises(ValueError) as e:  # A wider layer, say.
+        checkpoints.restore_latest({"net": {"w": np.zeros((1, 512), np.float32)}})
+    checkpoints.close()
+    assert "net/w has shape (1, 64) there and (1, 512) here" in str(e.value)
+    assert e.value.__cause__ is None  # Refused before orbax read any array.
