@@ -1,5 +1,6 @@
-"""Prioritised replay throughput: add, and sample + priority update, at a given capacity and
-batch size, for CartPole-sized and Atari-sized (84x84x4 uint8) transitions.
+"""Prioritised replay throughput: add, sample + priority update, and the two in turn (a
+learning step of the device loop), at a given capacity and batch size, for CartPole-sized
+and Atari-sized (84x84x4 uint8) transitions.
 
     python -m purerl.experiments.benchmark_replay                       # purerl's buffer
     /path/to/flashbax-venv/bin/python experiments/benchmark_replay.py --backend flashbax
@@ -101,7 +102,7 @@ def bench(
     calls: int,
     repeats: int,
     mode: str = "scan",
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     shape, dtype = ITEMS[item_name]
     item = transition(shape, dtype, ())
     make = purerl_fns if backend == "purerl" else flashbax_fns
@@ -127,9 +128,9 @@ def bench(
         nonlocal state
         scanned = in_scan(step) if mode == "scan" else None
         keys = jax.random.split(jax.random.PRNGKey(1), (repeats + 1, calls))
-        if scanned is not None:  # Compile outside the timing.
-            state = scanned(state, keys[-1])
-            jax.block_until_ready(state)
+        # Compile outside the timing (a state whose types the last call changed compiles again).
+        state = scanned(state, keys[-1]) if scanned is not None else step(state, keys[-1, 0])
+        jax.block_until_ready(state)
         # One key array per call, sliced before the timing (slicing is a dispatch of its own).
         per_call = [list(block) for block in keys] if scanned is None else None
         times = []
@@ -146,9 +147,12 @@ def bench(
 
     if mode == "scan":
         add_us = timed(lambda s, k: add_fn(s, items))
-        return add_us, timed(lambda s, k: sample_update_fn(s, k)[0])
+        sample_us = timed(lambda s, k: sample_update_fn(s, k)[0])
+        # A learning step of the device loop: store a rollout, then sample and update.
+        step_us = timed(lambda s, k: sample_update_fn(add_fn(s, items), k)[0])
+        return add_us, sample_us, step_us
     add_us = timed(lambda s, k: add(s, items))
-    return add_us, timed(sample_update)
+    return add_us, timed(sample_update), timed(lambda s, k: sample_update(add(s, items), k))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -172,11 +176,14 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.backend} prioritised replay on {jax.devices()[0].platform}, jax {jax.__version__},"
         f" {args.mode} mode"
     )
-    print(f"{'item':<9} {'capacity':>10} {'add us':>10} {'sample+update us':>17}")
+    print(
+        f"{'item':<9} {'capacity':>10} {'add us':>10} {'sample+update us':>17} "
+        f"{'add+sample+update us':>21}"
+    )
     for item in args.items:
         for capacity in args.capacities:
             try:
-                add_us, sample_us = bench(
+                add_us, sample_us, step_us = bench(
                     args.backend,
                     capacity,
                     args.batch_size,
@@ -186,7 +193,11 @@ def main(argv: list[str] | None = None) -> None:
                     args.repeats,
                     args.mode,
                 )
-                print(f"{item:<9} {capacity:>10,} {add_us:>10.1f} {sample_us:>17.1f}", flush=True)
+                print(
+                    f"{item:<9} {capacity:>10,} {add_us:>10.1f} {sample_us:>17.1f} "
+                    f"{step_us:>21.1f}",
+                    flush=True,
+                )
             except Exception as e:  # A cell that does not fit in memory, say.
                 print(f"{item:<9} {capacity:>10,} failed: {type(e).__name__}: {str(e)[:100]}")
 
