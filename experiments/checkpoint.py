@@ -30,7 +30,12 @@ def shapes(tree: Any) -> dict[tuple[str, ...], tuple[int, ...]]:
         return str(key)
 
     leaves = jax.tree_util.tree_leaves_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
-    return {tuple(name(k) for k in path): tuple(leaf.shape) for path, leaf in leaves}
+    # Leaves without a shape (a Python number, say) are left out on both sides alike.
+    return {
+        tuple(name(k) for k in path): tuple(leaf.shape)
+        for path, leaf in leaves
+        if hasattr(leaf, "shape")
+    }
 
 
 def encode_history(history: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:

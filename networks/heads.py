@@ -56,7 +56,7 @@ class QHead(nn.Module):
             return out
 
         if not self.dueling:
-            return layer(*sizes, *names)
+            return layer(sizes[0], names[0])
         value = layer(sizes[0], "value")
         advantage = layer(sizes[1], "advantage")
         if not self.num_atoms:
