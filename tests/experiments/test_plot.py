@@ -70,3 +70,14 @@ def test_the_band_stays_within_the_seeds_range():
     assert upper[0] == 500.0  # Mean + 1.96 SE would be about 615.
     assert lower[0] == pytest.approx(380.0 - 1.96 * np.std(returns[0], ddof=1) / 2)
     assert 10.0 <= lower[1] < 11.0 < upper[1] <= 12.0
+
+
+def test_plot_help_reads_plainly(capsys):
+    from purerl.experiments.plot import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "mean and 95% band over seeds" in out
+    assert "%%" not in out
