@@ -157,13 +157,39 @@ def bench(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=("purerl", "flashbax"), default="purerl")
-    parser.add_argument("--capacities", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--items", nargs="+", default=list(ITEMS), choices=list(ITEMS))
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--add-size", type=int, default=256, help="transitions per add call")
-    parser.add_argument("--calls", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--backend",
+        choices=("purerl", "flashbax"),
+        default="purerl",
+        help="whose buffer to time (flashbax: run this file with flashbax installed)",
+    )
+    parser.add_argument(
+        "--capacities",
+        type=int,
+        nargs="+",
+        default=[100_000, 1_000_000],
+        help="buffer capacities in transitions, one row each (default 1e5 1e6)",
+    )
+    parser.add_argument(
+        "--items",
+        nargs="+",
+        default=list(ITEMS),
+        choices=list(ITEMS),
+        help="transition kinds, one block of rows each (default both)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="transitions per sample (default 256)"
+    )
+    parser.add_argument(
+        "--add-size", type=int, default=256, help="transitions per add call (default 256)"
+    )
+    parser.add_argument("--calls", type=int, default=50, help="calls per timed block (default 50)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="timed blocks per cell; the cell is their median (default 5)",
+    )
     parser.add_argument(
         "--mode",
         choices=("scan", "call"),

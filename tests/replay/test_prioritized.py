@@ -176,3 +176,17 @@ def test_windows_longer_than_an_add_become_sampleable_only_when_complete():
     sample = replay.sample(state, jax.random.PRNGKey(9))
     chex.assert_shape(sample.items.reward, (2, 3))
     assert bool(jnp.all(sample.indices < 10))
+
+
+def test_benchmark_replay_prints_a_row_of_three_timings_per_cell(capsys):
+    from purerl.experiments.benchmark_replay import main
+
+    main(
+        ["--capacities", "100", "300", "--items", "cartpole", "--batch-size", "8"]
+        + ["--add-size", "4", "--calls", "2", "--repeats", "1"]
+    )
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    cells = [row for row in rows if row and row[0] == "cartpole"]
+    assert [row[1] for row in cells] == ["100", "300"]
+    for row in cells:
+        assert len(row) == 5 and all(float(x) > 0 for x in row[2:]), row
