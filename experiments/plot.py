@@ -21,6 +21,7 @@ import numpy as np
 
 RETURNS_FILE = "returns.csv"
 CURVE_FILE = "learning_curve.png"
+LEGEND_INSIDE = 5  # Curves whose legend still fits inside the axes.
 
 
 def write_returns(path: Path, steps: Sequence[int], returns: np.ndarray) -> None:
@@ -110,20 +111,30 @@ def warm_up() -> None:
 
 def plot(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     """Draws the learning curves of `run_dirs` into the PNG `out`; returns its path."""
-    fig = _figure(7, 4.5)
-    ax = fig.subplots()
+    curves = []
     for run_dir in map(Path, run_dirs):
         steps, returns = read_returns(run_dir)
         for label, columns in _groups(run_dir, returns.shape[1]):
-            group = returns[:, columns]
-            mean, lower, upper = confidence_band(group)
-            (line,) = ax.plot(steps, mean, label=f"{label}, {group.shape[1]} seed(s)")
-            if group.shape[1] > 1:
-                ax.fill_between(steps, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
+            curves.append((steps, returns[:, columns], label))
+    # Up to LEGEND_INSIDE curves: the legend inside the axes; more would cover the curves,
+    # so it goes below them, the figure taller by a line each.
+    below = len(curves) > LEGEND_INSIDE
+    fig = _figure(7, 4.5 + (0.2 * len(curves) if below else 0.0))
+    ax = fig.subplots()
+    for i, (steps, group, label) in enumerate(curves):
+        # Matplotlib's ten colours, then again dashed, then dotted: no two curves alike.
+        style = ("-", "--", ":")[i // 10 % 3]
+        mean, lower, upper = confidence_band(group)
+        (line,) = ax.plot(steps, mean, linestyle=style, label=f"{label}, {group.shape[1]} seed(s)")
+        if group.shape[1] > 1:
+            ax.fill_between(steps, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if below:
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+    else:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

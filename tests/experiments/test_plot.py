@@ -81,3 +81,33 @@ def test_plot_help_reads_plainly(capsys):
     out = capsys.readouterr().out
     assert "mean and 95% band over seeds" in out
     assert "%%" not in out
+
+
+def test_many_curves_put_the_legend_below_the_axes_and_never_repeat_a_style(tmp_path):
+    import matplotlib.image
+    from purerl.experiments import plot as plot_module
+
+    runs = []
+    for i in range(12):
+        fake_run(tmp_path / f"run{i}", num_seeds=2, offset=float(i))
+        runs.append(tmp_path / f"run{i}")
+    drawn = []
+    original = plot_module._figure
+
+    def recording_figure(width, height):
+        fig = original(width, height)
+        drawn.append(fig)
+        return fig
+
+    plot_module._figure = recording_figure
+    try:
+        out = plot_module.plot(runs, tmp_path / "many.png")
+    finally:
+        plot_module._figure = original
+    # 12 legend lines below the axes: the figure grows 0.2 inch (20 px) a curve.
+    assert matplotlib.image.imread(out).shape[:2] == (450 + 12 * 20, 700)
+    (ax,) = drawn[0].axes
+    styles = [(line.get_color(), line.get_linestyle()) for line in ax.get_lines()]
+    assert len(styles) == 12 and len(set(styles)) == 12
+    legend_box = ax.get_legend().get_window_extent()
+    assert legend_box.y1 < ax.get_window_extent().y0  # Wholly below the axes.
