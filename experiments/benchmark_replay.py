@@ -155,6 +155,17 @@ def bench(
     return add_us, timed(sample_update), timed(lambda s, k: sample_update(add(s, items), k))
 
 
+def positive(text: str) -> int:
+    """An argparse type: a positive integer, or a clear error naming the value."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -165,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--capacities",
-        type=int,
+        type=positive,
         nargs="+",
         default=[100_000, 1_000_000],
         help="buffer capacities in transitions, one row each (default 1e5 1e6)",
@@ -178,15 +189,17 @@ def main(argv: list[str] | None = None) -> None:
         help="transition kinds, one block of rows each (default both)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=256, help="transitions per sample (default 256)"
+        "--batch-size", type=positive, default=256, help="transitions per sample (default 256)"
     )
     parser.add_argument(
-        "--add-size", type=int, default=256, help="transitions per add call (default 256)"
+        "--add-size", type=positive, default=256, help="transitions per add call (default 256)"
     )
-    parser.add_argument("--calls", type=int, default=50, help="calls per timed block (default 50)")
+    parser.add_argument(
+        "--calls", type=positive, default=50, help="calls per timed block (default 50)"
+    )
     parser.add_argument(
         "--repeats",
-        type=int,
+        type=positive,
         default=5,
         help="timed blocks per cell; the cell is their median (default 5)",
     )

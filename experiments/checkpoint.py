@@ -18,21 +18,16 @@ import numpy as np
 CHECKPOINT_DIR = "checkpoints"
 
 
-def shapes(tree: Any) -> dict[tuple[str, ...], tuple[int, ...]]:
-    """Each array's shape in `tree` (arrays or abstract arrays), by its path as plain names,
-    the form `Checkpoints.saved_shapes` gives too."""
+def shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    """Each array's shape in `tree` (arrays or abstract arrays), by its path as plain names
+    (`net/w`: dict keys, attribute names and indices alike), the form
+    `Checkpoints.saved_shapes` gives too."""
     import jax
-
-    def name(key: Any) -> str:
-        for attribute in ("key", "name", "idx"):
-            if hasattr(key, attribute):
-                return str(getattr(key, attribute))
-        return str(key)
 
     leaves = jax.tree_util.tree_leaves_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
     # Leaves without a shape (a Python number, say) are left out on both sides alike.
     return {
-        tuple(name(k) for k in path): tuple(leaf.shape)
+        jax.tree_util.keystr(path, simple=True, separator="/"): tuple(leaf.shape)
         for path, leaf in leaves
         if hasattr(leaf, "shape")
     }
@@ -88,11 +83,9 @@ class Checkpoints:
         saved, wanted = self.saved_shapes(), shapes(target)
         differ = [p for p in wanted if p in (saved or {}) and saved[p] != wanted[p]]
         if differ:  # Refused from the metadata, before reading arrays of the wrong shape.
-            path = "/".join(differ[0])
+            path = differ[0]
             self._refuse(
-                step,
-                f"{path} has shape {saved[differ[0]]} there and {wanted[differ[0]]} here",
-                explain,
+                step, f"{path} has shape {saved[path]} there and {wanted[path]} here", explain
             )
         try:
             restored = self.manager.restore(
@@ -124,7 +117,7 @@ class Checkpoints:
             "to resume from the checkpoint before it, or start a new run."
         ) from error
 
-    def saved_shapes(self) -> dict[tuple[str, ...], tuple[int, ...]] | None:
+    def saved_shapes(self) -> dict[str, tuple[int, ...]] | None:
         """The newest checkpoint's runner arrays' shapes (`shapes`), read from its metadata
         without reading any array; None without a checkpoint or readable metadata."""
         step = self.manager.latest_step()

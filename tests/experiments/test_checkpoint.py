@@ -380,7 +380,7 @@ def test_a_checkpoint_of_other_shapes_is_refused_from_its_metadata_naming_the_ar
     saved.save(0, {"net": {"w": np.zeros((1, 64), np.float32)}}, {"interval": 0})
     saved.close()
     checkpoints = Checkpoints(tmp_path, 2)
-    assert checkpoints.saved_shapes() == {("net", "w"): (1, 64)}
+    assert checkpoints.saved_shapes() == {"net/w": (1, 64)}
     with pytest.raises(ValueError) as e:  # A wider layer, say.
         checkpoints.restore_latest({"net": {"w": np.zeros((1, 512), np.float32)}})
     checkpoints.close()

@@ -190,3 +190,13 @@ def test_benchmark_replay_prints_a_row_of_three_timings_per_cell(capsys):
     assert [row[1] for row in cells] == ["100", "300"]
     for row in cells:
         assert len(row) == 5 and all(float(x) > 0 for x in row[2:]), row
+
+
+@pytest.mark.parametrize("flag", ["--calls", "--repeats", "--batch-size", "--capacities"])
+def test_benchmark_replay_refuses_a_count_below_one_naming_the_flag(flag, capsys):
+    from purerl.experiments.benchmark_replay import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([flag, "0"])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: must be a positive integer; got '0'" in capsys.readouterr().err
