@@ -122,7 +122,8 @@ def plot(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     fig = _figure(7, 4.5 + (0.2 * len(curves) if below else 0.0))
     ax = fig.subplots()
     for i, (steps, group, label) in enumerate(curves):
-        # Matplotlib's ten colours, then again dashed, then dotted: no two curves alike.
+        # Matplotlib's ten colours, then again dashed, then dotted: the first 30 curves all
+        # differ (past 30 the styles come round again).
         style = ("-", "--", ":")[i // 10 % 3]
         mean, lower, upper = confidence_band(group)
         (line,) = ax.plot(steps, mean, linestyle=style, label=f"{label}, {group.shape[1]} seed(s)")
