@@ -1,9 +1,9 @@
 """Run a trained policy: `python -m purerl.experiments.enjoy RUN_DIR [--episodes 20]`.
 
-Loads `RUN_DIR`'s saved policy (see `purerl.load_policy`) and reports the returns of
-deterministic evaluation episodes (epsilon-greedy with `--epsilon`) on fresh instances of
-the run's environment (fully jitted for a JAX environment, stepped on the host for a
-Python one). With
+Loads `RUN_DIR`'s saved policy (see `purerl.load_policy`) and reports the returns and
+lengths of deterministic evaluation episodes (epsilon-greedy with `--epsilon`) on fresh
+instances of the run's environment (fully jitted for a JAX environment, stepped on the host
+for a Python one), and how many a time limit cut off. With
 `--render FILE.gif` (or `.mp4` where ffmpeg is installed), a Gymnasium environment that can
 render `rgb_array` frames records the first episode.
 """
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
             policy = epsilon_greedy(policy, args.epsilon, envs.spec(env_name).action_space)
         key = jax.random.PRNGKey(args.key)
         if config["env"] is None:  # A host (Python) environment.
-            returns, finished = evaluate_host(
+            episodes = evaluate_host(
                 policy, env_name, key, args.episodes, args.key, render_to=args.render
             )
         elif args.render:
@@ -62,15 +62,18 @@ def main(argv: list[str] | None = None) -> None:
             run = jax.jit(
                 lambda k: evaluate(policy, config["env"], config["env_params"], k, args.episodes)
             )
-            returns, finished = (np.asarray(x) for x in run(key))
+            episodes = jax.tree.map(np.asarray, run(key))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    returns, finished, lengths, truncated = episodes
     print(
         f"{config['agent']} on {env_name} (seed index {args.seed_index}): "
         f"return {returns.mean():.2f} +- {returns.std():.2f} over {args.episodes} episodes "
         f"(min {returns.min():.1f}, max {returns.max():.1f}"
         + (f"; {int((~finished).sum())} did not finish)" if not finished.all() else ")")
+        + f"; length {lengths.mean():.1f} (min {lengths.min()}, max {lengths.max()}), "
+        f"{int(truncated.sum())} of {args.episodes} cut off by a time limit"
     )
     if args.render:
         print(f"video of the first episode: {args.render}")

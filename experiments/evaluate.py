@@ -28,6 +28,22 @@ class Policy(NamedTuple):
     initial_carry: Callable[[int], Any]
 
 
+class Episodes(NamedTuple):
+    """Evaluation episodes, one entry each.
+
+    Attributes:
+      returns: the episode's return.
+      finished: whether it ended within the step limit of the evaluation.
+      lengths: its steps.
+      truncated: whether it ended by truncation (a time limit), not a true terminal.
+    """
+
+    returns: Any
+    finished: Any
+    lengths: Any
+    truncated: Any
+
+
 def stateless(fn: Callable[[Any, jax.Array], jax.Array]) -> Policy:
     """A `Policy` from a plain `fn(obs[B, ...], key) -> action[B]`."""
     return Policy(lambda carry, obs, key: (fn(obs, key), carry), lambda batch_size: ())
@@ -81,14 +97,14 @@ def evaluate(
     key: jax.Array,
     num_episodes: int,
     max_steps: int = 100_000,
-) -> tuple[jax.Array, jax.Array]:
+) -> Episodes:
     """Runs `num_episodes` episodes in parallel, one per env copy, each to its first end.
 
     Jittable (with `policy`, `env`, `num_episodes` and `max_steps` static).
 
     Returns:
-      `(returns[num_episodes], finished[num_episodes])`: each episode's return, and whether
-      it ended within `max_steps` steps (an unfinished one holds its return so far).
+      `Episodes` of `[num_episodes]` arrays (an episode unfinished after `max_steps` steps
+      holds its return and length so far).
     """
     vec = VecEnv(EpisodeStatistics(env), num_episodes)
     reset_key, key = jax.random.split(key)
@@ -102,14 +118,15 @@ def evaluate(
 
     def body(loop):
         # Each env stops counting at its first episode end, so its carry is never reset.
-        t, key, obs, state, carry, done, returns = loop
+        t, key, obs, state, carry, done, returns, lengths, truncated = loop
         key, act_key, step_key = jax.random.split(key, 3)
         action, carry = policy.step(carry, obs, act_key)
-        obs, state, _, _, _, info = vec.step(step_key, state, action, env_params)
-        running = info["episode_return"]
-        returns = jnp.where(done, returns, running)
+        obs, state, _, terminated, cut, info = vec.step(step_key, state, action, env_params)
+        returns = jnp.where(done, returns, info["episode_return"])
+        lengths = jnp.where(done, lengths, info["episode_length"])
+        truncated = jnp.where(done, truncated, cut & ~terminated)
         done = done | info["episode_done"]
-        return t + 1, key, obs, state, carry, done, returns
+        return t + 1, key, obs, state, carry, done, returns, lengths, truncated
 
     loop = (
         jnp.zeros((), jnp.int32),
@@ -119,9 +136,11 @@ def evaluate(
         policy.initial_carry(num_episodes),
         done,
         zeros,
+        jnp.zeros((num_episodes,), jnp.int32),
+        done,
     )
-    _, _, _, _, _, done, returns = jax.lax.while_loop(cond, body, loop)
-    return returns, done
+    *_, done, returns, lengths, truncated = jax.lax.while_loop(cond, body, loop)
+    return Episodes(returns, done, lengths, truncated)
 
 
 def evaluate_host(
@@ -132,7 +151,7 @@ def evaluate_host(
     seed: int,
     max_steps: int = 100_000,
     render_to: str | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> Episodes:
     """`evaluate` for a host (Python) environment: `num_episodes` fresh copies of
     `env_name` (seeded `EVAL_SEED_OFFSET + seed + i`), each run to its first episode end.
 
@@ -150,29 +169,35 @@ def evaluate_host(
             renderer.reset(seed=EVAL_SEED_OFFSET + seed)
             frames.append(_frame(renderer, env_name))
         returns = np.zeros(num_episodes, np.float64)
+        lengths = np.zeros(num_episodes, np.int64)
         done = np.zeros(num_episodes, bool)
+        truncated = np.zeros(num_episodes, bool)
         carry = policy.initial_carry(num_episodes)
         for _ in range(max_steps):
             key, act_key = jax.random.split(key)
             action, carry = policy.step(carry, obs, act_key)
             action = np.asarray(action)
-            obs, _, _, _, _, ended_return, _, ended = vec.step(action)
+            obs, _, terminated, cut, _, ended_return, ended_length, ended = vec.step(action)
             if renderer is not None and not done[0]:
                 renderer.step(action[0])
                 frames.append(_frame(renderer, env_name))
-            returns = np.where(ended & ~done, ended_return, returns)
+            first = ended & ~done
+            returns = np.where(first, ended_return, returns)
+            lengths = np.where(first, ended_length, lengths)
+            truncated = np.where(first, cut & ~terminated, truncated)
             done |= ended
             if done.all():
                 break
         else:
             returns = np.where(done, returns, vec.episode_return)
+            lengths = np.where(done, lengths, vec.episode_length)
     finally:
         vec.close()
         if renderer is not None:
             renderer.close()
     if render_to:
         write_video(render_to, frames, _fps(renderer))
-    return returns, done
+    return Episodes(returns, done, lengths, truncated)
 
 
 EVAL_SEED_OFFSET = 1_000_003  # Evaluation envs' seeds, apart from the training envs'.

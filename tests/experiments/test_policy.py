@@ -39,14 +39,18 @@ def test_evaluate_runs_each_episode_to_its_end():
             stateless(lambda o, _: jnp.ones(o.shape[0], jnp.int32)), env, params, k, 3
         )
     )
-    returns, finished = right(jax.random.PRNGKey(0))
-    np.testing.assert_array_equal(returns, [1.0, 1.0, 1.0])
-    assert bool(finished.all())
+    episodes = right(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(episodes.returns, [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(episodes.lengths, [5, 5, 5])  # Five steps right.
+    assert bool(episodes.finished.all()) and not bool(episodes.truncated.any())
     left = stateless(lambda o, _: jnp.zeros(o.shape[0], jnp.int32))
-    returns, finished = evaluate(left, env, params, jax.random.PRNGKey(0), 2)
-    np.testing.assert_array_equal(returns, [0.0, 0.0])  # Truncated after 20 steps.
-    returns, finished = evaluate(left, env, params, jax.random.PRNGKey(0), 2, max_steps=5)
-    assert not bool(finished.any())
+    episodes = evaluate(left, env, params, jax.random.PRNGKey(0), 2)
+    np.testing.assert_array_equal(episodes.returns, [0.0, 0.0])  # Truncated after 20 steps.
+    np.testing.assert_array_equal(episodes.lengths, [20, 20])
+    assert bool(episodes.finished.all()) and bool(episodes.truncated.all())
+    episodes = evaluate(left, env, params, jax.random.PRNGKey(0), 2, max_steps=5)
+    assert not bool(episodes.finished.any()) and not bool(episodes.truncated.any())
+    np.testing.assert_array_equal(episodes.lengths, [5, 5])  # Its length so far.
 
 
 def test_eval_epsilon_acts_at_random_that_often_and_only_for_discrete_actions():
@@ -101,7 +105,7 @@ def test_load_policy_reproduces_the_runs_evaluation(run_dir):
     env, params = envs.make("CartPole-v1")
     for index, seed in enumerate([3, 4]):
         policy = purerl.load_policy(run_dir, seed_index=index)
-        returns, _ = jax.jit(lambda k, p=policy: evaluate(p, env, params, k, 4))(eval_key(seed))
+        returns = jax.jit(lambda k, p=policy: evaluate(p, env, params, k, 4))(eval_key(seed))[0]
         assert float(np.mean(returns)) == summary["eval_return"][index]
     action = policy(jnp.zeros((5, 4)), jax.random.PRNGKey(0))
     assert action.shape == (5,) and action.dtype == jnp.int32
@@ -115,6 +119,11 @@ def test_enjoy_reports_episode_returns(run_dir):
     )
     assert out.returncode == 0, out.stderr
     assert "ppo on CartPole-v1" in out.stdout and "over 3 episodes" in out.stdout
+    # CartPole's lengths are its returns (a reward of 1 a step); 500 steps is its time limit.
+    returns = float(out.stdout.split("return ")[1].split()[0])
+    length = float(out.stdout.split("length ")[1].split()[0])
+    cut = int(out.stdout.split("), ")[-1].split()[0])
+    assert length == pytest.approx(returns) and (cut == 3) == (length == 500.0)
 
 
 def test_a_corrupt_policy_is_refused_with_its_path(run_dir, tmp_path):

@@ -41,7 +41,9 @@ def test_ppo_learns_a_users_gymnasium_env_from_module_class(tmp_path, capsys):
     with pytest.raises(ValueError, match="expects observations from Dict"):
         policy({"position": np.array([99])}, None)
     enjoy.main([str(tmp_path), "--episodes", "3", "--render", str(tmp_path / "run.gif")])
-    assert "return 0.9" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "return 0.9" in out and "0 of 3 cut off by a time limit" in out
+    assert 4 <= float(out.split("length ")[1].split()[0]) <= 7  # It starts 4 to 7 steps away.
     assert (tmp_path / "run.gif").read_bytes().startswith(b"GIF8")
 
 
