@@ -4,7 +4,15 @@ from purerl.envs.base import Environment, env_spec
 from purerl.envs.functional import FunctionalEnv
 from purerl.envs.gymnax_env import GymnaxEnv
 from purerl.envs.host import DmEnvAdapter, HostEnvError, HostVecEnv
-from purerl.envs.registry import available, host_vec_env, make, make_host, resolve, spec
+from purerl.envs.registry import (
+    available,
+    host_vec_env,
+    make,
+    make_host,
+    resolve,
+    spec,
+    with_params,
+)
 from purerl.envs.wrappers import EpisodeStatistics, VecEnv, Wrapper
 
 __all__ = [
@@ -24,4 +32,5 @@ __all__ = [
     "available",
     "env_spec",
     "make",
+    "with_params",
 ]

@@ -6,9 +6,10 @@ import difflib
 import functools
 import importlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from purerl.core import EnvSpec
 from purerl.envs.base import Environment, EnvParams
 from purerl.envs.functional import FunctionalEnv
@@ -197,12 +198,82 @@ def resolve(name: str, **kwargs: Any) -> tuple[str, Any]:
     )
 
 
-def spec(name: str) -> EnvSpec:
-    """The observation and action spaces an agent sees of environment `name`, JAX or host."""
+def with_params(resolved: tuple[str, Any], settings: Sequence[str], name: str) -> tuple[str, Any]:
+    """`resolve(name)`'s answer with a JAX environment's params set by `settings`, each
+    `"FIELD=VALUE"`: a field of its params dataclass (gymnax's `EnvParams`, e.g.
+    `max_steps_in_episode=5000`), or of one nested in it (`env_params.gravity=9.0`). Each
+    value is read as YAML (`5000`, `0.5`, `true`) and kept to the field's type."""
+    if not settings:
+        return resolved
+    loop, made = resolved
+    if loop == "host":
+        raise ValueError(
+            f"--env-params sets the params of a JAX environment; {name} is a host (Python) "
+            "environment, whose settings are its constructor's: give it a factory, "
+            "--env module.path:make_my_env, that builds it with them."
+        )
+    import yaml
+
+    env, params = made
+    for setting in settings:
+        path, sep, text = setting.partition("=")
+        if not sep or not path.strip():
+            raise ValueError(f"--env-params takes FIELD=VALUE settings; got {setting!r}.")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--env-params {setting!r}: cannot read {text!r} ({e}).") from None
+        params = _set_field(params, path.strip().split("."), value, setting, name)
+    return loop, (env, params)
+
+
+def _set_field(params: Any, path: list[str], value: Any, setting: str, name: str) -> Any:
+    """`params` (a dataclass) with the field at `path` set to `value`."""
+    import dataclasses
+
+    fields = (
+        [f.name for f in dataclasses.fields(params)] if dataclasses.is_dataclass(params) else []
+    )
+    if path[0] not in fields:
+        known = f"its fields are {', '.join(fields)}" if fields else "it has no fields"
+        raise ValueError(
+            f"--env-params {setting!r}: {name}'s params ({type(params).__name__}) have no "
+            f"field {path[0]!r}; {known}."
+        )
+    current = getattr(params, path[0])
+    if len(path) > 1:
+        new = _set_field(current, path[1:], value, setting, name)
+    else:
+        new = _cast(current, value, setting)
+    return dataclasses.replace(params, **{path[0]: new})
+
+
+def _cast(current: Any, value: Any, setting: str) -> Any:
+    """`value` as the type of the field it replaces (`current`), or a clear error."""
+    kind = np.asarray(current).dtype
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if np.issubdtype(kind, np.bool_):
+        ok, wanted = isinstance(value, bool), "true or false"
+    elif np.issubdtype(kind, np.integer):
+        ok, wanted = number and float(value).is_integer(), "a whole number"
+    elif np.issubdtype(kind, np.number):
+        ok, wanted = number, "a number"
+    else:
+        ok, wanted = False, "a field of numbers or true/false (this one is not)"
+    if not ok:
+        raise ValueError(f"--env-params {setting!r}: the field is {current!r}; give {wanted}.")
+    if hasattr(current, "dtype"):  # An array field stays an array of its dtype.
+        return np.asarray(value, kind)
+    return type(current)(value)
+
+
+def spec(name: str, env_params: Sequence[str] = ()) -> EnvSpec:
+    """The observation and action spaces an agent sees of environment `name`, JAX or host
+    (with a JAX environment's params set by `env_params`, see `with_params`)."""
     from purerl.envs.base import env_spec
     from purerl.envs.host import agent_observation_space, as_gymnasium, check_spaces
 
-    loop, made = resolve(name)
+    loop, made = with_params(resolve(name), env_params, name)
     if loop == "device":
         return env_spec(*made)
     env = as_gymnasium(made(), name)

@@ -22,6 +22,10 @@ class RunConfig:
         module.path:ClassOrFactory for your own. Python ones run on the host loop:
         gymnasium:ID (gymnasium:CartPole-v1, gymnasium:my_pkg.envs:MyEnv-v0), or
         module.path:ClassOrFactory of a gymnasium.Env or dm_env.Environment.
+      env_params: FIELD=VALUE settings of a JAX environment's params, e.g. `--env-params
+        max_steps_in_episode=5000` (gymnax's time limit); a nested field by its dotted
+        path (`env_params.gravity=9.0`). Training, evaluation, `enjoy` and `load_policy`
+        all use them.
       total_timesteps: environment steps per seed (over all devices); rounded up to
         whole logging intervals.
       seed: the first seed; seed i of --num-seeds is seed + i.
@@ -104,6 +108,7 @@ class RunConfig:
     """
 
     env: str = "CartPole-v1"
+    env_params: tuple[str, ...] = ()
     total_timesteps: int = 500_000
     seed: int = 0
     num_seeds: int = 1
@@ -137,6 +142,11 @@ class RunConfig:
     wandb_project: str | None = None
 
     def __post_init__(self) -> None:
+        # A tuple however given (config.json holds a list), each setting FIELD=VALUE.
+        object.__setattr__(self, "env_params", tuple(self.env_params))
+        for setting in self.env_params:
+            if "=" not in setting or not setting.partition("=")[0].strip():
+                raise ValueError(f"--env-params takes FIELD=VALUE settings; got {setting!r}.")
         if self.checkpoint_every is not None and self.checkpoint_every < 0:
             raise ValueError(f"--checkpoint-every must be 0 or more; got {self.checkpoint_every}.")
         if self.keep_checkpoints < 1:

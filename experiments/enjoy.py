@@ -34,7 +34,6 @@ def main(argv: list[str] | None = None) -> None:
         "--render", metavar="FILE", help="record the first episode to a video (.gif or .mp4)"
     )
     args = parser.parse_args(argv)
-    from purerl import envs
     from purerl.experiments.evaluate import epsilon_greedy, evaluate, evaluate_host
     from purerl.experiments.policy import load_agent, load_policy
 
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         _, _, config = load_agent(args.run_dir)
         env_name = config["run"]["env"]
         if args.epsilon:
-            policy = epsilon_greedy(policy, args.epsilon, envs.spec(env_name).action_space)
+            policy = epsilon_greedy(policy, args.epsilon, config["spec"].action_space)
         key = jax.random.PRNGKey(args.key)
         if config["env"] is None:  # A host (Python) environment.
             episodes = evaluate_host(

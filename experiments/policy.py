@@ -72,9 +72,10 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
 
     config = read_config(Path(run_dir))
     agent = config["entry"].recipe(config["agent_config"], Context()).agent
-    loop, made = envs.resolve(config["run"]["env"])
+    name, settings = config["run"]["env"], config["run"].get("env_params", ())
+    loop, made = envs.with_params(envs.resolve(name), settings, name)
     env, env_params = made if loop == "device" else (None, None)
-    spec, raw_space = envs.spec(config["run"]["env"]), None
+    spec, raw_space = envs.spec(name, settings), None
     if loop == "host":
         from purerl.envs.host import as_gymnasium
 

@@ -167,7 +167,8 @@ def build_loop(
 
     multi_host = distributed.initialize(run)  # Before anything starts JAX's devices.
     enable_compile_cache(run)
-    kind, made = envs.resolve(run.env)  # Host envs resolve without starting JAX's backend.
+    # Host envs resolve without starting JAX's backend.
+    kind, made = envs.with_params(envs.resolve(run.env), run.env_params, run.env)
     # The host loop's actor and learner take turns unless acting may use older parameters.
     staleness = int(off_policy) if run.max_staleness is None else run.max_staleness
     if kind == "host":  # Before `layout`, which starts JAX's backend.
@@ -298,7 +299,7 @@ def _restore(checkpoints: Checkpoints, runner: Any, run: RunConfig, config: Any)
         from purerl import envs
         from purerl.experiments.policy import torso_hint
 
-        return torso_hint(config, envs.spec(run.env).observation_space).strip()
+        return torso_hint(config, envs.spec(run.env, run.env_params).observation_space).strip()
 
     old = prioritized.legacy_target(runner)
     if old is not None:  # Which layout the checkpoint has, from its metadata alone.
@@ -475,7 +476,7 @@ def _run(
         from purerl import envs
         from purerl.experiments.evaluate import check_eval_epsilon
 
-        check_eval_epsilon(run.eval_epsilon, envs.spec(run.env).action_space)
+        check_eval_epsilon(run.eval_epsilon, envs.spec(run.env, run.env_params).action_space)
     # The saved config names the devices it ran on, so its checkpoints load back alike.
     # How the processes were launched is not the run's: loading it needs no coordinator.
     saved_run = dataclasses.replace(
@@ -492,8 +493,9 @@ def _run(
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     device = mesh.devices.flat[0]
     configs = f" x {runs // run.num_seeds} configurations" if sweep else ""
+    env_params = f" ({', '.join(run.env_params)})" if run.env_params else ""
     say(
-        f"purerl {name} on {run.env}: {the_plan.total_steps:,} steps x {run.num_seeds} "
+        f"purerl {name} on {run.env}{env_params}: {the_plan.total_steps:,} steps x {run.num_seeds} "
         f"seed(s){configs}; {loop.name}: {where} {mesh.devices.size} {device.platform} "
         f"device(s); run dir {run_dir}"
     )
@@ -612,6 +614,7 @@ def _run(
     summary = {
         "agent": name,
         "env": run.env,
+        "env_params": list(run.env_params),
         "run_dir": str(run_dir),
         "total_timesteps": the_plan.total_steps,
         "requested_timesteps": run.total_timesteps,

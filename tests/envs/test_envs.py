@@ -87,6 +87,28 @@ def _run_until_done(env, params, action, max_steps=600):
     raise AssertionError("episode never ended")
 
 
+def test_env_params_set_fields_of_a_jax_envs_params_and_refuse_bad_settings():
+    resolved = envs.resolve("SpaceInvaders-MinAtar")
+    _, (_, params) = envs.with_params(resolved, ["max_steps_in_episode=5000"], "SI")
+    assert params.max_steps_in_episode == 5000 and isinstance(params.max_steps_in_episode, int)
+    assert params.shot_cool_down == resolved[1][1].shot_cool_down  # The rest as they were.
+    # A nested field by its dotted path, each value kept to its field's type.
+    settings = ["max_episode_steps=50", "env_params.gravity=3"]
+    _, (_, params) = envs.with_params(envs.resolve("phys2d/CartPole-v1"), settings, "p")
+    assert params.max_episode_steps == 50 and params.env_params.gravity == 3.0
+    assert isinstance(params.env_params.gravity, float)
+    for setting, error in [
+        ("max_steps=3", "no field 'max_steps'; its fields are max_steps_in_episode,"),
+        ("max_steps_in_episode=0.5", "give a whole number"),
+        ("max_steps_in_episode=true", "give a whole number"),
+        ("max_steps_in_episode", "takes FIELD=VALUE settings"),
+    ]:
+        with pytest.raises(ValueError, match=error):
+            envs.with_params(resolved, [setting], "SpaceInvaders-MinAtar")
+    with pytest.raises(ValueError, match="host \\(Python\\) environment"):
+        envs.with_params(envs.resolve("gymnasium:CartPole-v1"), ["a=1"], "gymnasium:CartPole-v1")
+
+
 def test_auto_reset_keeps_final_observation_and_marks_truncation():
     env, params = envs.make("CartPole-v1")
     params = params.replace(max_steps_in_episode=5)

@@ -20,6 +20,7 @@ SMALL_DQN = DQNConfig(learning_starts=500, buffer_size=2000, batch_size=32, num_
 REQUIRED = {
     "agent",
     "env",
+    "env_params",
     "total_timesteps",
     "num_seeds",
     "final_return",

@@ -126,6 +126,23 @@ def test_enjoy_reports_episode_returns(run_dir):
     assert length == pytest.approx(returns) and (cut == 3) == (length == 500.0)
 
 
+def test_env_params_reach_training_resume_and_the_saved_policy(tmp_path, capsys):
+    from purerl.experiments import dqn, enjoy
+
+    run_dir = str(tmp_path / "short")
+    args = ["--env", "tests.envs.my_jax_env:Corridor", "--env-params", "max_steps=7"]
+    args += ["--learning-starts", "500", "--num-logs", "2", "--quiet", "--no-plot"]
+    args += ["--run-dir", run_dir, "--checkpoint-every", "1000"]
+    dqn.main([*args, "--total-timesteps", "2000"])
+    summary = dqn.main(["--resume", run_dir, "--total-timesteps", "4000"])
+    assert summary["env_params"] == ["max_steps=7"] and summary["total_timesteps"] >= 4000
+    capsys.readouterr()
+    enjoy.main([run_dir, "--episodes", "16", "--epsilon", "1.0"])
+    # At random, the corridor's end (5 steps right) is seldom reached within 7 steps.
+    out = capsys.readouterr().out
+    assert "max 7)" in out and int(out.split("), ")[-1].split()[0]) > 8
+
+
 def test_a_corrupt_policy_is_refused_with_its_path(run_dir, tmp_path):
     import shutil
 
