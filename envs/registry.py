@@ -205,6 +205,7 @@ def with_params(resolved: tuple[str, Any], settings: Sequence[str], name: str) -
     value is read as YAML (`5000`, `0.5`, `true`) and kept to the field's type."""
     if not settings:
         return resolved
+    check_env_params(settings)
     loop, made = resolved
     if loop == "host":
         raise ValueError(
@@ -216,15 +217,30 @@ def with_params(resolved: tuple[str, Any], settings: Sequence[str], name: str) -
 
     env, params = made
     for setting in settings:
-        path, sep, text = setting.partition("=")
-        if not sep or not path.strip():
-            raise ValueError(f"--env-params takes FIELD=VALUE settings; got {setting!r}.")
+        path, text = split_env_param(setting)
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as e:
             raise ValueError(f"--env-params {setting!r}: cannot read {text!r} ({e}).") from None
-        params = _set_field(params, path.strip().split("."), value, setting, name)
+        params = _set_field(params, path.split("."), value, setting, name)
     return loop, (env, params)
+
+
+def split_env_param(setting: str) -> tuple[str, str]:
+    """`"FIELD=VALUE"` as `(FIELD, VALUE)`, or a clear error."""
+    path, sep, text = setting.partition("=")
+    if not sep or not path.strip():
+        raise ValueError(f"--env-params takes FIELD=VALUE settings; got {setting!r}.")
+    return path.strip(), text
+
+
+def check_env_params(settings: Sequence[str]) -> None:
+    """Clear errors for settings `with_params` cannot read whatever the environment: one
+    not FIELD=VALUE, or a field given twice (the second would silently win)."""
+    fields = [split_env_param(setting)[0] for setting in settings]
+    twice = sorted({f for f in fields if fields.count(f) > 1})
+    if twice:
+        raise ValueError(f"--env-params sets {', '.join(twice)} more than once; give each once.")
 
 
 def _set_field(params: Any, path: list[str], value: Any, setting: str, name: str) -> Any:

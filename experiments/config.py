@@ -142,11 +142,12 @@ class RunConfig:
     wandb_project: str | None = None
 
     def __post_init__(self) -> None:
-        # A tuple however given (config.json holds a list), each setting FIELD=VALUE.
+        # A tuple however given (config.json holds a list); refused now if unreadable.
         object.__setattr__(self, "env_params", tuple(self.env_params))
-        for setting in self.env_params:
-            if "=" not in setting or not setting.partition("=")[0].strip():
-                raise ValueError(f"--env-params takes FIELD=VALUE settings; got {setting!r}.")
+        if self.env_params:  # (Imported only then: the envs import JAX.)
+            from purerl.envs.registry import check_env_params
+
+            check_env_params(self.env_params)
         if self.checkpoint_every is not None and self.checkpoint_every < 0:
             raise ValueError(f"--checkpoint-every must be 0 or more; got {self.checkpoint_every}.")
         if self.keep_checkpoints < 1:

@@ -105,6 +105,9 @@ def test_env_params_set_fields_of_a_jax_envs_params_and_refuse_bad_settings():
     ]:
         with pytest.raises(ValueError, match=error):
             envs.with_params(resolved, [setting], "SpaceInvaders-MinAtar")
+    with pytest.raises(ValueError, match="sets max_steps_in_episode more than once"):
+        twice = ["max_steps_in_episode=5", " max_steps_in_episode=6"]
+        envs.with_params(resolved, twice, "SpaceInvaders-MinAtar")
     with pytest.raises(ValueError, match="host \\(Python\\) environment"):
         envs.with_params(envs.resolve("gymnasium:CartPole-v1"), ["a=1"], "gymnasium:CartPole-v1")
 
