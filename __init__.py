@@ -7,9 +7,9 @@ def load_policy(run_dir, seed_index: int = 0):
     """A trained run's deterministic policy, jitted: `policy(obs[B, ...], key) -> action[B]`
     (recurrent policies: `policy.step(carry, obs, key)`).
 
-    See `purerl.experiments.policy.load_policy`.
+    See `purerl.experiments.engine.policy.load_policy`.
     """
-    from purerl.experiments.policy import load_policy as _load_policy
+    from purerl.experiments.engine.policy import load_policy as _load_policy
 
     return _load_policy(run_dir, seed_index)
 
@@ -25,8 +25,8 @@ def train(
     off_policy: bool = False,
 ):
     """Trains your own `Agent(init, act, learn)` on purerl's loops. See
-    `purerl.experiments.trainer.train_agent`."""
-    from purerl.experiments.trainer import train_agent
+    `purerl.experiments.engine.trainer.train_agent`."""
+    from purerl.experiments.engine.trainer import train_agent
 
     return train_agent(
         agent, data, schedule, run, num_envs=num_envs, name=name, off_policy=off_policy

@@ -1,5 +1,5 @@
 """Host environments: any Gymnasium `Env` or `dm_env.Environment`, stepped in Python on the
-host by the host loop (`purerl.experiments.sebulba`).
+host by the host loop (`purerl.experiments.engine.sebulba`).
 
 `HostVecEnv` runs a batch of them through Gymnasium's vector API with same-step auto-reset
 (in this process, or one subprocess per env), flattens structured observations into one

@@ -83,7 +83,7 @@ if __name__ == "__main__":
     from purerl.agents.dqn import DQNConfig
     from purerl.agents.ppo import PPOConfig
     from purerl.experiments import dqn, ppo
-    from purerl.experiments.config import RunConfig
+    from purerl.experiments.engine.config import RunConfig
 
     env = "examples.custom_gymnasium_env:Corridor"
     summary = ppo.run(RunConfig(env=env, total_timesteps=30_000), PPOConfig())

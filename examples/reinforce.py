@@ -15,7 +15,7 @@ import optax
 import purerl
 import rlax
 from purerl.core import DEVICE_AXIS, Agent, feed_forward
-from purerl.experiments.config import RunConfig
+from purerl.experiments.engine.config import RunConfig
 from purerl.replay import Schedule, on_policy
 
 

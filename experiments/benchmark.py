@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from purerl.experiments.cli import cli_main
-from purerl.experiments.config import RunConfig
+from purerl.experiments.engine.config import RunConfig
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -44,8 +44,8 @@ def check(agent: str, env: str, steps: int) -> tuple[str, str]:
     """`(outcome, detail)`: "trained", "refused", "unavailable" (the env cannot be made
     here, and says why) or "FAILED"."""
     from purerl.agents import registry
-    from purerl.experiments.config import RunConfig
-    from purerl.experiments.trainer import train
+    from purerl.experiments.engine.config import RunConfig
+    from purerl.experiments.engine.trainer import train
 
     entry = registry.get(agent)
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from purerl.envs.host import HostEnvError
-from purerl.experiments.config import RunConfig
+from purerl.experiments.engine.config import RunConfig
 
 
 def agent_script(name: str) -> tuple[Callable[..., dict[str, Any]], Callable[..., dict[str, Any]]]:
@@ -26,7 +26,7 @@ def agent_script(name: str) -> tuple[Callable[..., dict[str, Any]], Callable[...
 
     def run(run: RunConfig, config: Any) -> dict[str, Any]:
         """Trains the agent and returns the run summary."""
-        from purerl.experiments.trainer import train
+        from purerl.experiments.engine.trainer import train
 
         return train(entry, run, config)
 
@@ -64,7 +64,7 @@ def experiment_class(name: str) -> type:
 def cli_main(fn: Callable[[], Any]) -> None:
     """Runs a script's main, turning configuration errors into a one-line message. On a CPU
     it first makes one JAX device per core, for runs spread over them (`config.layout`)."""
-    from purerl.experiments.config import use_cpu_cores
+    from purerl.experiments.engine.config import use_cpu_cores
 
     if not any(a == "--coordinator" or a.startswith("--coordinator=") for a in sys.argv):
         use_cpu_cores()
@@ -92,7 +92,7 @@ def resume_configs(args: Any, agent_name: str, extend: bool = False) -> tuple[Ru
     `extend`, continued to `args.run.total_timesteps` (a finished run goes on, its curves and
     summary then covering the whole run). Other flags given with --resume are named in a
     warning, since they are not used."""
-    from purerl.experiments.policy import read_config
+    from purerl.experiments.engine.policy import read_config
 
     run_dir = args.run.resume
     # Each process of a multi-host run gives its own place in it; the rest is the run's.
@@ -128,7 +128,7 @@ def resume_configs(args: Any, agent_name: str, extend: bool = False) -> tuple[Ru
     config = saved["agent_config"]
     if extend:
         from purerl import envs
-        from purerl.experiments.trainer import extended, run_plan
+        from purerl.experiments.engine.trainer import extended, run_plan
 
         host = envs.resolve(run.env)[0] == "host"
         entry = saved["entry"]

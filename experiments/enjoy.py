@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> None:
         "--render", metavar="FILE", help="record the first episode to a video (.gif or .mp4)"
     )
     args = parser.parse_args(argv)
-    from purerl.experiments.evaluate import epsilon_greedy, evaluate, evaluate_host
-    from purerl.experiments.policy import load_agent, load_policy
+    from purerl.experiments.engine.evaluate import epsilon_greedy, evaluate, evaluate_host
+    from purerl.experiments.engine.policy import load_agent, load_policy
 
     try:
         if args.episodes < 1:

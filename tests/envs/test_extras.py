@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from purerl import envs
-from purerl.experiments.config import RunConfig
+from purerl.experiments.engine.config import RunConfig
 
 
 def test_brax_env_truncates_resets_and_keeps_the_final_observation():
@@ -48,7 +48,7 @@ def _has(module):
 def test_td3_runs_on_gymnasium_mujoco_on_the_host_loop(tmp_path):
     pytest.importorskip("mujoco")
     from purerl.agents import registry
-    from purerl.experiments.trainer import train
+    from purerl.experiments.engine.trainer import train
 
     entry = registry.get("td3")
     run = RunConfig(
@@ -124,7 +124,7 @@ def test_clipped_rewards_reach_the_learner_while_raw_returns_are_logged(tmp_path
     import threading
 
     from purerl.agents import registry
-    from purerl.experiments.trainer import build_loop
+    from purerl.experiments.engine.trainer import build_loop
 
     entry = registry.get("ppo")
     config = entry.config_class()(num_envs=2, num_steps=200, num_minibatches=2)

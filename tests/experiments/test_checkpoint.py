@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import purerl
 import pytest
-from purerl.experiments.checkpoint import Checkpoints
+from purerl.experiments.engine.checkpoint import Checkpoints
 
 ARGS = {
     "ppo": ["--total-timesteps", "300000", "--num-logs", "30", "--checkpoint-every", "20000"],
@@ -291,9 +291,9 @@ def test_init_from_starts_a_new_run_from_a_saved_agent_where_it_fits(tmp_path, c
     import jax.numpy as jnp
     from purerl.agents.dqn import DQNConfig
     from purerl.agents.registry import get
-    from purerl.experiments.config import RunConfig
-    from purerl.experiments.policy import load_agent
-    from purerl.experiments.trainer import _init_from, build_loop, train
+    from purerl.experiments.engine.config import RunConfig
+    from purerl.experiments.engine.policy import load_agent
+    from purerl.experiments.engine.trainer import _init_from, build_loop, train
 
     entry = get("dqn")
     small = DQNConfig(learning_starts=500, buffer_size=2000, batch_size=32, num_envs=4)

@@ -14,8 +14,9 @@ import pytest
 from flax import serialization
 from purerl.agents.dqn import DQNConfig
 from purerl.agents.ppo import PPOConfig
-from purerl.experiments import distributed, dqn, ppo
-from purerl.experiments.config import RunConfig, layout
+from purerl.experiments import dqn, ppo
+from purerl.experiments.engine import distributed
+from purerl.experiments.engine.config import RunConfig, layout
 
 
 def free_port():
@@ -165,7 +166,7 @@ def test_the_cli_spreads_several_runs_over_one_cpu_device_per_core(tmp_path):
 
 
 def test_layout_keeps_what_the_user_chose(monkeypatch):
-    from purerl.experiments import config
+    from purerl.experiments.engine import config
 
     monkeypatch.setattr(config, "_CORE_DEVICES", [4])  # As if the CLI made 4 (conftest did).
     assert layout(RunConfig(num_seeds=6), host=False).num_devices == 3

@@ -12,8 +12,8 @@ from purerl.agents import registry
 from purerl.agents.dqn import DQNConfig
 from purerl.agents.ppo import PPOConfig
 from purerl.experiments import dqn, ppo
-from purerl.experiments.config import RunConfig, plan
-from purerl.experiments.trainer import train
+from purerl.experiments.engine.config import RunConfig, plan
+from purerl.experiments.engine.trainer import train
 
 SMALL_PPO = PPOConfig(num_envs=8, num_steps=16, num_minibatches=2, update_epochs=2)
 SMALL_DQN = DQNConfig(learning_starts=500, buffer_size=2000, batch_size=32, num_envs=4)
@@ -247,7 +247,7 @@ def test_value_family_learns_cartpole(tmp_path, agent):
     # Each named variant with its own defaults, on a shorter schedule than the benchmark's
     # 5e5 steps (epsilon decays over 1e5): a random policy scores about 22.
     from purerl.agents.registry import get
-    from purerl.experiments.trainer import train
+    from purerl.experiments.engine.trainer import train
 
     entry = get(agent)
     config = entry.config_class()(epsilon_decay_steps=100_000, learning_starts=5_000)
@@ -500,7 +500,7 @@ def test_normalised_observations_reach_the_saved_policy(tmp_path, env):
     import purerl
     from purerl.agents import ppo as ppo_agent
     from purerl.agents.normalize import NormalizedState, normalized
-    from purerl.experiments.policy import load_agent
+    from purerl.experiments.engine.policy import load_agent
 
     run = RunConfig(
         env=env, total_timesteps=1024, num_logs=2, run_dir=str(tmp_path / "n"), quiet=True

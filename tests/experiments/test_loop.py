@@ -14,9 +14,9 @@ from jax.sharding import PartitionSpec as P
 from purerl import envs
 from purerl.core import PRIORITIES, Agent
 from purerl.envs.wrappers import EpisodeStatistics, VecEnv
-from purerl.experiments.anakin import make_mesh, rollout
-from purerl.experiments.loop import Runner, make_learner, trajectory_example
-from purerl.experiments.sebulba import _split, _Versions
+from purerl.experiments.engine.anakin import make_mesh, rollout
+from purerl.experiments.engine.loop import Runner, make_learner, trajectory_example
+from purerl.experiments.engine.sebulba import _split, _Versions
 from purerl.replay import Schedule, on_policy, prioritized_replay, uniform_replay
 
 
@@ -191,7 +191,7 @@ def test_device_loop_updates_the_replay_buffer_in_place(name, num_seeds):
     # (as it did when the single-seed carry was reshaped inside the scan), an update costs
     # O(capacity) and a 1e5 buffer runs 200x slower.
     from purerl.agents.registry import Context, get
-    from purerl.experiments.anakin import DeviceLoop
+    from purerl.experiments.engine.anakin import DeviceLoop
 
     entry = get(name)
     capacity = 4096

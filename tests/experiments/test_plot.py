@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 import pytest
-from purerl.experiments.plot import read_returns, write_returns
+from purerl.experiments.engine.plot import read_returns, write_returns
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -62,7 +62,7 @@ def test_plot_of_a_directory_that_is_no_run_is_a_clear_error(tmp_path):
 
 
 def test_the_band_stays_within_the_seeds_range():
-    from purerl.experiments.plot import confidence_band
+    from purerl.experiments.engine.plot import confidence_band
 
     returns = np.array([[500.0, 500.0, 500.0, 20.0], [10.0, 12.0, np.nan, 11.0]])
     mean, lower, upper = confidence_band(returns)
@@ -73,7 +73,7 @@ def test_the_band_stays_within_the_seeds_range():
 
 
 def test_plot_help_reads_plainly(capsys):
-    from purerl.experiments.plot import main
+    from purerl.experiments.engine.plot import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
@@ -85,7 +85,7 @@ def test_plot_help_reads_plainly(capsys):
 
 def test_many_curves_put_the_legend_below_the_axes_and_never_repeat_a_style(tmp_path):
     import matplotlib.image
-    from purerl.experiments import plot as plot_module
+    from purerl.experiments.engine import plot as plot_module
 
     runs = []
     for i in range(12):

@@ -10,9 +10,9 @@ import pytest
 from purerl import envs
 from purerl.agents.ppo import PPOConfig
 from purerl.experiments import ppo
-from purerl.experiments.config import RunConfig
-from purerl.experiments.evaluate import epsilon_greedy, evaluate, stateless
-from purerl.experiments.policy import POLICY_FILE, eval_key
+from purerl.experiments.engine.config import RunConfig
+from purerl.experiments.engine.evaluate import epsilon_greedy, evaluate, stateless
+from purerl.experiments.engine.policy import POLICY_FILE, eval_key
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +166,7 @@ def test_not_a_run_directory_or_seed_is_a_clear_error(run_dir, tmp_path):
 
 def test_an_atari_run_saved_before_the_nature_cnn_default_gets_told_how_to_load():
     import gymnasium
-    from purerl.experiments.policy import torso_hint
+    from purerl.experiments.engine.policy import torso_hint
 
     frames = gymnasium.spaces.Box(0, 255, (84, 84, 4), np.uint8)
     grid = gymnasium.spaces.Box(0, 1, (10, 10, 4), np.float32)

@@ -11,8 +11,8 @@ import numpy as np
 import purerl
 import pytest
 from purerl.experiments import dqn, enjoy, ppo
-from purerl.experiments.checkpoint import Checkpoints
 from purerl.experiments.cli import cli_main
+from purerl.experiments.engine.checkpoint import Checkpoints
 
 from tests.envs import my_host_envs
 
@@ -221,7 +221,7 @@ def test_a_recurrent_agent_runs_on_the_host_loop_and_its_policy_carries_state(tm
 
 def test_rendering_without_pygame_names_the_extra():
     from gymnasium.error import DependencyNotInstalled
-    from purerl.experiments.evaluate import _frame
+    from purerl.experiments.engine.evaluate import _frame
 
     class NoPygame:
         def render(self):
@@ -233,8 +233,8 @@ def test_rendering_without_pygame_names_the_extra():
 
 def test_resume_says_how_host_envs_come_back_and_can_rebuild_them():
     from purerl.agents.registry import get
-    from purerl.experiments.config import RunConfig
-    from purerl.experiments.trainer import build_loop
+    from purerl.experiments.engine.config import RunConfig
+    from purerl.experiments.engine.trainer import build_loop
 
     entry = get("ppo")
     config = entry.config_class()(num_envs=2, num_steps=8, num_minibatches=1)

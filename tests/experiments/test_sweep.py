@@ -5,9 +5,9 @@ from purerl.agents import registry
 from purerl.agents.ppo import PPOConfig
 from purerl.experiments import ppo
 from purerl.experiments.cli import parse
-from purerl.experiments.config import RunConfig
-from purerl.experiments.policy import load_agent
-from purerl.experiments.sweep import parse_sweep
+from purerl.experiments.engine.config import RunConfig
+from purerl.experiments.engine.policy import load_agent
+from purerl.experiments.engine.sweep import parse_sweep
 
 SMALL = PPOConfig(num_envs=4, num_steps=16, num_minibatches=2, update_epochs=2)
 

@@ -39,7 +39,7 @@ from purerl.agents.registry import Recipe
 from purerl.core import DEVICE_AXIS, EpisodeStats, Transition, random_actions, reset_carry
 from purerl.envs.host import HostEnvError, HostVecEnv
 from purerl.envs.wrappers import HostRewardScale
-from purerl.experiments.loop import (
+from purerl.experiments.engine.loop import (
     Evaluate,
     IntervalOutput,
     LearnStep,
@@ -369,7 +369,12 @@ class HostLoop:
     def evaluator(self, episodes: int, epsilon: float = 0.0) -> Evaluate:
         """Deterministic episodes (epsilon-greedy with `epsilon`) on fresh copies of the host
         env (seeded apart from the training envs); the acting step is compiled once."""
-        from purerl.experiments.evaluate import Policy, epsilon_greedy, evaluate_host, greedy_policy
+        from purerl.experiments.engine.evaluate import (
+            Policy,
+            epsilon_greedy,
+            evaluate_host,
+            greedy_policy,
+        )
 
         agent, name, space = self.agent, self.env.name, self.env.spec.action_space
 
@@ -392,7 +397,7 @@ class HostLoop:
     def with_agent_states(self, runner: HostRunner, states: Any) -> HostRunner:
         """`runner` with the agent state (leaves `[1, ...]`) replaced by `states`, for the
         learner and every version the actor holds."""
-        from purerl.experiments.anakin import place_like
+        from purerl.experiments.engine.anakin import place_like
 
         learner = runner.learner._replace(
             agent_state=place_like(runner.learner.agent_state, states)

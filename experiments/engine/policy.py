@@ -107,9 +107,9 @@ def _from_checkpoint(run_dir: Path, config: dict[str, Any]) -> Any:
     newest checkpoint; says so on stderr."""
     import sys
 
-    from purerl.experiments.checkpoint import CHECKPOINT_DIR
-    from purerl.experiments.config import RunConfig
-    from purerl.experiments.trainer import checkpointed_agent_states
+    from purerl.experiments.engine.checkpoint import CHECKPOINT_DIR
+    from purerl.experiments.engine.config import RunConfig
+    from purerl.experiments.engine.trainer import checkpointed_agent_states
 
     checkpoints = run_dir / CHECKPOINT_DIR
     if not (checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir())):
@@ -212,7 +212,7 @@ class Policy:
 
 def _num_runs(config: dict[str, Any]) -> int:
     """Runs the saved states hold: seeds, times the configurations of a sweep."""
-    from purerl.experiments.config import RunConfig, run_seeds
+    from purerl.experiments.engine.config import RunConfig, run_seeds
 
     run = config["run"]
     return len(run_seeds(RunConfig(num_seeds=run["num_seeds"], sweep=tuple(run.get("sweep", ())))))

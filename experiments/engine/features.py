@@ -18,12 +18,12 @@ from typing import Any
 import jax
 import numpy as np
 from purerl.core import EpisodeStats
-from purerl.experiments import distributed
-from purerl.experiments.checkpoint import Checkpoints, decode_history, encode_history
-from purerl.experiments.config import RunConfig, run_seeds
-from purerl.experiments.loop import IntervalOutput
-from purerl.experiments.plot import RETURNS_FILE, write_returns
-from purerl.experiments.policy import eval_key
+from purerl.experiments.engine import distributed
+from purerl.experiments.engine.checkpoint import Checkpoints, decode_history, encode_history
+from purerl.experiments.engine.config import RunConfig, run_seeds
+from purerl.experiments.engine.loop import IntervalOutput
+from purerl.experiments.engine.plot import RETURNS_FILE, write_returns
+from purerl.experiments.engine.policy import eval_key
 
 DEFAULT_CHECKPOINT_SECONDS = 60.0
 
@@ -161,7 +161,7 @@ class Writers(Feature):
     """TensorBoard event files and W&B (see `logger.MetricsWriter`)."""
 
     def __init__(self, run_dir: Path, run: RunConfig, resumed: bool):
-        from purerl.experiments.logger import MetricsWriter
+        from purerl.experiments.engine.logger import MetricsWriter
 
         self.writer = MetricsWriter(
             run_dir, run.tensorboard, run.wandb_project, {"run": dataclasses.asdict(run)}, resumed
@@ -178,7 +178,7 @@ class ProgressFeature(Feature):
     """The progress bar or lines (see `logger.Progress`)."""
 
     def __init__(self, total_steps: int, quiet: bool, start_steps: int):
-        from purerl.experiments.logger import Progress
+        from purerl.experiments.engine.logger import Progress
 
         self.progress = Progress(total_steps, quiet, start_steps)
 

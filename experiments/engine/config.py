@@ -37,7 +37,7 @@ class RunConfig:
       run_dir: where the summary and metrics go (default: runs/AGENT_ENV_TIME).
       quiet: print only the final summary line (no progress, no startup line).
       plot: draw RUN_DIR/learning_curve.png at the end (matplotlib: about 0.7 s; --no-plot
-        skips it); `python -m purerl.experiments.plot RUN_DIR` draws it any time.
+        skips it); `python -m purerl.experiments.engine.plot RUN_DIR` draws it any time.
       eval_episodes: greedy/deterministic evaluation episodes per seed at the end, on
         fresh environment instances (0: none; its compile costs about a second).
       eval_epsilon: evaluation acts uniformly at random with this probability (discrete
@@ -185,7 +185,7 @@ def use_cpu_cores() -> None:
     runs (seeds, sweep configurations) spread over the cores (see `layout`). Not done where
     the user set a device count (XLA_FLAGS' --xla_force_host_platform_device_count or
     JAX_NUM_CPU_DEVICES), in a multi-host run, or once JAX has started its devices."""
-    from purerl.experiments import distributed
+    from purerl.experiments.engine import distributed
 
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return

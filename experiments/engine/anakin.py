@@ -29,8 +29,8 @@ from purerl.core import (
 )
 from purerl.envs.base import Environment, EnvParams, env_spec
 from purerl.envs.wrappers import ClipReward, EpisodeStatistics, ScaleReward, VecEnv
-from purerl.experiments.distributed import first_block, gather
-from purerl.experiments.loop import (
+from purerl.experiments.engine.distributed import first_block, gather
+from purerl.experiments.engine.loop import (
     Evaluate,
     IntervalOutput,
     Runner,
@@ -367,7 +367,7 @@ class DeviceLoop:
     def evaluator(self, episodes: int, epsilon: float = 0.0) -> Evaluate:
         """Deterministic episodes (epsilon-greedy with `epsilon`) on fresh copies of the env,
         compiled once (the agent state is an argument)."""
-        from purerl.experiments.evaluate import epsilon_greedy, evaluate, greedy_policy
+        from purerl.experiments.engine.evaluate import epsilon_greedy, evaluate, greedy_policy
 
         agent, env, params = self.recipe.agent, self.env, self.env_params
         space = env_spec(env, params).action_space

@@ -123,7 +123,7 @@ def write_sweep(
 def _train_one(name: str, run: Any, config: Any) -> None:
     """One configuration and seed of a host-loop sweep, in its own process."""
     from purerl.agents import registry
-    from purerl.experiments.trainer import train
+    from purerl.experiments.engine.trainer import train
 
     train(registry.get(name), run, config)
 
@@ -140,10 +140,10 @@ def train_in_processes(entry: Any, run: Any, config: Any, sweep: Sweep) -> dict[
     import os
     import sys
 
-    from purerl.experiments.config import default_run_dir, run_seeds
-    from purerl.experiments.plot import CURVE_FILE, plot
-    from purerl.experiments.policy import write_config
-    from purerl.experiments.trainer import holds_run
+    from purerl.experiments.engine.config import default_run_dir, run_seeds
+    from purerl.experiments.engine.plot import CURVE_FILE, plot
+    from purerl.experiments.engine.policy import write_config
+    from purerl.experiments.engine.trainer import holds_run
 
     run_dir = Path(run.resume or run.run_dir or default_run_dir(entry.name, run.env))
     if not run.resume:

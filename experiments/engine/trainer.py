@@ -19,9 +19,9 @@ import numpy as np
 from purerl.agents.registry import Context, Entry, Recipe
 from purerl.core import Agent, per_device
 from purerl.envs.host import HostEnvError
-from purerl.experiments import anakin, distributed
-from purerl.experiments.checkpoint import CHECKPOINT_DIR, Checkpoints, shapes
-from purerl.experiments.config import (
+from purerl.experiments.engine import anakin, distributed
+from purerl.experiments.engine.checkpoint import CHECKPOINT_DIR, Checkpoints, shapes
+from purerl.experiments.engine.config import (
     Plan,
     RunConfig,
     default_run_dir,
@@ -30,7 +30,7 @@ from purerl.experiments.config import (
     plan,
     run_seeds,
 )
-from purerl.experiments.features import (
+from purerl.experiments.engine.features import (
     CheckpointFeature,
     Evaluator,
     Feature,
@@ -43,9 +43,9 @@ from purerl.experiments.features import (
     Writers,
     interval_row,
 )
-from purerl.experiments.loop import Loop
-from purerl.experiments.plot import CURVE_FILE, plot, warm_up
-from purerl.experiments.policy import CONFIG_FILE, POLICY_FILE, save_policy, write_config
+from purerl.experiments.engine.loop import Loop
+from purerl.experiments.engine.plot import CURVE_FILE, plot, warm_up
+from purerl.experiments.engine.policy import CONFIG_FILE, POLICY_FILE, save_policy, write_config
 from purerl.replay import prioritized
 from purerl.replay.base import DataPath, Schedule
 
@@ -57,14 +57,14 @@ def train(entry: Entry, run: RunConfig, config: Any) -> dict[str, Any]:
     options, if any); returns the summary."""
     sweep = None
     if run.sweep:
-        from purerl.experiments.sweep import parse_sweep, with_values
+        from purerl.experiments.engine.sweep import parse_sweep, with_values
 
         sweep = parse_sweep(run.sweep, config)
         names = sweep.names
         from purerl import envs
 
         if envs.resolve(run.env)[0] == "host":  # One run per process on the host loop.
-            from purerl.experiments.sweep import train_in_processes
+            from purerl.experiments.engine.sweep import train_in_processes
 
             return train_in_processes(entry, run, config, sweep)
         if run.normalize_rewards and "gamma" in names:
@@ -172,7 +172,7 @@ def build_loop(
     # The host loop's actor and learner take turns unless acting may use older parameters.
     staleness = int(off_policy) if run.max_staleness is None else run.max_staleness
     if kind == "host":  # Before `layout`, which starts JAX's backend.
-        from purerl.experiments import sebulba
+        from purerl.experiments.engine import sebulba
 
         sebulba.prefer_sequential_cpu_ops(inline=staleness == 0)
     run = layout(run, host=kind == "host")
@@ -270,7 +270,7 @@ def build_loop(
 def run_plan(run: RunConfig, steps_per_update: int, off_policy: bool, host: bool) -> Plan:
     """How `run` divides into updates and logging intervals, on the host loop (each interval
     a whole number of the updates one rollout feeds) or the device loop."""
-    from purerl.experiments import sebulba
+    from purerl.experiments.engine import sebulba
 
     k = sebulba.updates_per_rollout(steps_per_update, off_policy) if host else 1
     return plan(run.total_timesteps, steps_per_update, run.num_logs, multiple=k)
@@ -297,7 +297,7 @@ def _restore(checkpoints: Checkpoints, runner: Any, run: RunConfig, config: Any)
 
     def explain() -> str:
         from purerl import envs
-        from purerl.experiments.policy import torso_hint
+        from purerl.experiments.engine.policy import torso_hint
 
         return torso_hint(config, envs.spec(run.env, run.env_params).observation_space).strip()
 
@@ -332,7 +332,7 @@ def checkpointed_agent_states(entry: Entry, run: RunConfig, config: Any) -> tupl
 
 def _init_from(loop: Loop, runner: Any, run: RunConfig) -> Any:
     """`runner` with its agent states taken, where they fit, from the run `run.init_from`."""
-    from purerl.experiments.policy import load_agent
+    from purerl.experiments.engine.policy import load_agent
 
     _, old, saved = load_agent(run.init_from)
     new = jax.device_get(loop.agent_states(runner))
@@ -474,7 +474,7 @@ def _run(
         )
     if run.eval_epsilon:  # Refused now, not after training.
         from purerl import envs
-        from purerl.experiments.evaluate import check_eval_epsilon
+        from purerl.experiments.engine.evaluate import check_eval_epsilon
 
         check_eval_epsilon(run.eval_epsilon, envs.spec(run.env, run.env_params).action_space)
     # The saved config names the devices it ran on, so its checkpoints load back alike.
@@ -643,7 +643,7 @@ def _run(
         "agent_config": dataclasses.asdict(config) if config is not None else None,
     }
     if sweep is not None:
-        from purerl.experiments.sweep import write_sweep
+        from purerl.experiments.engine.sweep import write_sweep
 
         seeds = run_seeds(run)[: run.num_seeds]
         summary["sweep"] = write_sweep(run_dir, sweep, seeds, final, eval_returns)
