@@ -7,12 +7,15 @@ See `docs/architecture.md` for how they fit together.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+if TYPE_CHECKING:
+    from purerl.replay.base import DataPath, Schedule
 
 PRNGKey = jax.Array
 AgentState = Any  # A pytree: params, target params, optax state, counters.
@@ -84,6 +87,54 @@ class Agent(NamedTuple):
     act: ActFn
     learn: LearnFn
     initial_carry: Callable[[int], Carry] = no_carry
+
+
+class Context(NamedTuple):
+    """What a recipe is sized for, given by the loop that trains it.
+
+    Attributes:
+      num_devices: devices the learner is data-parallel over (each holds its own share of
+        the envs on the device loop, and its own replay shard).
+      num_updates: learner updates in the whole run (the horizon of decaying schedules).
+    """
+
+    num_devices: int = 1
+    num_updates: int = 1
+
+
+class Recipe(NamedTuple):
+    """Everything a loop needs to train an agent: the training contract of purerl.
+
+    The built-in agents make theirs with `recipe(config, context)`; an agent of your own is
+    trained from one (`purerl.train(Recipe(agent, data, schedule, num_envs=8))`).
+
+    Attributes:
+      agent: the agent; its `learn` averages gradients over `DEVICE_AXIS` to train
+        data-parallel.
+      data: its data path (`purerl.replay.on_policy()`, `uniform_replay(...)`, ...), sized per
+        device. Whether the host loop may act ahead of learning follows from it: an
+        on-policy path learns only from the rollout just acted, a replay path may learn
+        from experience a slightly older policy collected (`DataPath.on_policy`).
+      schedule: rollout length, gradient steps per update, warm-up steps.
+      num_envs: environments over all devices; the loops split them per device.
+      discount: the agent's discount, which `--normalize-rewards` scales rewards by.
+    """
+
+    agent: Agent
+    data: DataPath
+    schedule: Schedule
+    num_envs: int
+    discount: float = 0.99
+
+    @property
+    def env_steps_per_update(self) -> int:
+        """Env steps (per run, over all devices) between two learner updates."""
+        return self.num_envs * self.schedule.rollout_length
+
+    @property
+    def acts_ahead(self) -> bool:
+        """Whether acting may run ahead of learning (a replay data path)."""
+        return not self.data.on_policy
 
 
 def feed_forward(
@@ -197,8 +248,8 @@ def require_discrete(space: gymnasium.spaces.Space, agent: str) -> int:
     if not isinstance(space, gymnasium.spaces.Discrete):
         raise ValueError(
             f"{agent} needs a discrete action space (gymnasium.spaces.Discrete), but the "
-            f"environment's action space is {space}. Use an agent for continuous actions "
-            "(sac, td3, ddpg, ppo) or an environment with discrete actions."
+            f"environment's action space is {space}. Use an agent for continuous actions, "
+            "or an environment with discrete actions."
         )
     if int(space.start) != 0:
         raise ValueError(f"{agent} needs actions numbered from 0; got {space}.")
@@ -211,8 +262,8 @@ def require_box(space: gymnasium.spaces.Space, agent: str) -> tuple[np.ndarray, 
     if not isinstance(space, gymnasium.spaces.Box) or len(space.shape) != 1:
         raise ValueError(
             f"{agent} needs a continuous action space (a one-dimensional gymnasium.spaces.Box), "
-            f"but the environment's action space is {space}. Use an agent for discrete actions "
-            "(ppo, dqn, c51, qrdqn, rainbow) or an environment with continuous actions."
+            f"but the environment's action space is {space}. Use an agent for discrete actions, "
+            "or an environment with continuous actions."
         )
     low, high = np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):

@@ -14,8 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from purerl.agents.options import NetworkOptions, OptimizerOptions
-from purerl.agents.registry import Context, Recipe
-from purerl.core import DEVICE_AXIS, Agent, per_device
+from purerl.core import DEVICE_AXIS, Agent, Context, Recipe
 from purerl.replay import Schedule
 from purerl.replay.options import ReplayOptions
 
@@ -127,8 +126,7 @@ def replay_recipe(
     device) and schedule (`gradient_steps` every `train_frequency` vector steps, after
     `learning_starts` random steps), with its agent from `make(config, axis_name,
     num_updates)`."""
-    num_envs = per_device(config.num_envs, "--num-envs", context.num_devices)
     data = config.replay(context.num_devices, context.num_updates * config.gradient_steps)
     agent = make(config, axis_name=DEVICE_AXIS, num_updates=context.num_updates)
     schedule = Schedule(config.train_frequency, config.gradient_steps, config.learning_starts)
-    return Recipe(agent, data, schedule, config.num_envs if context.host else num_envs)
+    return Recipe(agent, data, schedule, config.num_envs, config.gamma)

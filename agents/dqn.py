@@ -19,20 +19,21 @@ import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import rlax
 from flax import struct
 from purerl.agents.options import NetworkOptions, OptimizerOptions
-from purerl.agents.registry import Context, Recipe
 from purerl.core import (
     DEVICE_AXIS,
     PRIORITIES,
     Agent,
+    Context,
     EnvSpec,
     Metrics,
+    Recipe,
     feed_forward,
     maybe_pmean,
-    per_device,
     require_discrete,
 )
 from purerl.networks import QNetwork
@@ -52,11 +53,8 @@ class DQNConfig(ReplayOptions, NetworkOptions, OptimizerOptions):
     The defaults keep DQN from collapsing after it solves CartPole: layer normalisation in
     the torso (`layer_norm=True`, where `NetworkOptions` has none), a learning rate decaying
     linearly to 0 (`lr_schedule="linear"`), a Polyak-averaged target network (`tau=0.05`
-    every update) and a final exploration rate of 0.01. Seeds ending >= 475 after 5e5 steps
-    on CartPole-v1: with a constant rate, a target copied every 32 updates and epsilon
-    0.05, 6/10; the decay alone 15/20; the decay and layer norm 19/20; those and the Polyak
-    target 16/20 in runs of 10 vmapped seeds (40/40 in runs of 20); all four 40/40 in runs
-    of 10 (seeds 0-39).
+    every update) and a final exploration rate of 0.01. The runs behind these choices are
+    on the DQN page of the docs (`docs/agents/dqn.md`).
 
     Attributes:
       learning_rate: the optimizer's step size.
@@ -90,6 +88,8 @@ class DQNConfig(ReplayOptions, NetworkOptions, OptimizerOptions):
         `epsilon_start = epsilon_end = 0`, only by it); greedy evaluation uses their means.
       noisy_sigma: the noisy layers' initial noise scale.
     """
+
+    action_spaces = ("discrete",)  # Not an option: the spaces it acts in.
 
     layer_norm: bool = True
     lr_schedule: str = "linear"
@@ -423,7 +423,9 @@ def make(config: DQNConfig, axis_name: str | None = None, num_updates: int | Non
     )
     tx = config.make_optimizer(config.learning_rate, num_updates)
     distribution = config.distribution
-    atoms = jnp.linspace(config.v_min, config.v_max, config.num_atoms, dtype=jnp.float32)
+    # A NumPy constant: making the agent must not start JAX's backend (the host loop sets
+    # how it dispatches before it starts).
+    atoms = np.linspace(config.v_min, config.v_max, config.num_atoms, dtype=np.float32)
 
     def q_values(out: jax.Array) -> jax.Array:
         """The network's output as Q-values `[..., A]`."""
@@ -527,8 +529,7 @@ def make(config: DQNConfig, axis_name: str | None = None, num_updates: int | Non
 def recipe(config: DQNConfig, context: Context) -> Recipe:
     """The data path (uniform or prioritised replay of windows of `n_step` steps, one shard
     per device) and schedule (one gradient step every `train_frequency` vector steps)."""
-    num_envs = per_device(config.num_envs, "--num-envs", context.num_devices)
     data = config.replay(context.num_devices, context.num_updates, sequence_length=config.n_step)
     agent = make(config, axis_name=DEVICE_AXIS, num_updates=context.num_updates)
     schedule = Schedule(rollout_length=config.train_frequency)
-    return Recipe(agent, data, schedule, config.num_envs if context.host else num_envs)
+    return Recipe(agent, data, schedule, config.num_envs, config.gamma)

@@ -20,8 +20,15 @@ import optax
 import rlax
 from purerl.agents.options import NetworkOptions, OptimizerOptions
 from purerl.agents.ppo import RAW_ACTION, PPOState, actor_critic, fold_episode_ends
-from purerl.agents.registry import Context, Recipe
-from purerl.core import DEVICE_AXIS, Agent, Metrics, Transition, maybe_pmean, per_device
+from purerl.core import (
+    DEVICE_AXIS,
+    Agent,
+    Context,
+    Metrics,
+    Recipe,
+    Transition,
+    maybe_pmean,
+)
 from purerl.networks import ActorCritic
 from purerl.replay import Schedule, on_policy
 
@@ -44,6 +51,8 @@ class IMPALAConfig(NetworkOptions, OptimizerOptions):
       num_steps: steps per environment in each rollout.
       log_std_init: continuous actions: the Gaussian policy's log-std at the start.
     """
+
+    action_spaces = ("discrete", "continuous")  # Not an option: the spaces it acts in.
 
     learning_rate: float = 2e-3
     lr_schedule: str = "linear"
@@ -181,7 +190,6 @@ def recipe(config: IMPALAConfig, context: Context) -> Recipe:
     """IMPALA's data path (each update learns from the rollout just collected, or on the
     host loop with `--max-staleness`, from one acted by a slightly older policy) and
     schedule."""
-    per_dev = per_device(config.num_envs, "--num-envs", context.num_devices)
     agent = make(config, num_updates=context.num_updates, axis_name=DEVICE_AXIS)
-    num_envs = config.num_envs if context.host else per_dev
-    return Recipe(agent, on_policy(), Schedule(rollout_length=config.num_steps), num_envs)
+    schedule = Schedule(rollout_length=config.num_steps)
+    return Recipe(agent, on_policy(), schedule, config.num_envs, config.gamma)

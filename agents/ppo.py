@@ -25,12 +25,13 @@ import rlax
 from flax import struct
 from purerl.agents.continuous import to_bounds
 from purerl.agents.options import NetworkOptions, OptimizerOptions
-from purerl.agents.registry import Context, Recipe
 from purerl.core import (
     DEVICE_AXIS,
     Agent,
+    Context,
     EnvSpec,
     Metrics,
+    Recipe,
     Transition,
     maybe_pmean,
     per_device,
@@ -67,6 +68,8 @@ class PPOConfig(NetworkOptions, OptimizerOptions):
       log_std_init: continuous actions: the Gaussian policy's log-std at the start (in
         units of half the action range).
     """
+
+    action_spaces = ("discrete", "continuous")  # Not an option: the spaces it acts in.
 
     learning_rate: float = 2.5e-4
     optimizer: str = "adam(eps=1e-5)"
@@ -132,8 +135,8 @@ class A2CConfig(PPOConfig):
     policy that acted, before any step) is exactly the policy gradient `-grad log pi * A`,
     and the clipped value loss equals the plain one there, so no term is clipped. Short
     rollouts, many envs, n-step returns (`gae_lambda=1`) and no advantage normalisation, as
-    in A2C; a larger step size than PPO's (CartPole-v1, 1e6 steps, seeds 0-9: every seed at
-    475 or more with 2e-3, 9 of 10 with 1e-3, 4 of 5 with 7e-4)."""
+    in A2C; a larger step size than PPO's (the runs that chose it are on the A2C page of the
+    docs, `docs/agents/a2c.md`)."""
 
     learning_rate: float = 2e-3
     update_epochs: int = 1
@@ -483,5 +486,5 @@ def recipe(config: PPOConfig, context: Context) -> Recipe:
             )
         )
     agent = make(config, num_updates=context.num_updates, axis_name=DEVICE_AXIS)
-    num_envs = config.num_envs if context.host else per_dev
-    return Recipe(agent, on_policy(), Schedule(rollout_length=config.num_steps), num_envs)
+    schedule = Schedule(rollout_length=config.num_steps)
+    return Recipe(agent, on_policy(), schedule, config.num_envs, config.gamma)

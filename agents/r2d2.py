@@ -30,15 +30,15 @@ import jax.numpy as jnp
 import optax
 import rlax
 from purerl.agents.dqn import DQNConfig, DQNState, apply_q_update
-from purerl.agents.registry import Context, Recipe
 from purerl.core import (
     DEVICE_AXIS,
     PRIORITIES,
     Agent,
+    Context,
     EnvSpec,
     Metrics,
+    Recipe,
     maybe_pmean,
-    per_device,
     require_discrete,
     reset_carry,
     unroll_episodes,
@@ -206,10 +206,9 @@ def recipe(config: R2D2Config, context: Context) -> Recipe:
     """R2D2's data path (uniform or prioritised replay of windows of `sequence_length` steps,
     one shard per device) and schedule (one gradient step every `train_frequency` vector
     steps)."""
-    num_envs = per_device(config.num_envs, "--num-envs", context.num_devices)
     data = config.replay(
         context.num_devices, context.num_updates, sequence_length=config.sequence_length
     )
     agent = make(config, axis_name=DEVICE_AXIS, num_updates=context.num_updates)
     schedule = Schedule(rollout_length=config.train_frequency)
-    return Recipe(agent, data, schedule, config.num_envs if context.host else num_envs)
+    return Recipe(agent, data, schedule, config.num_envs, config.gamma)

@@ -21,12 +21,13 @@ from purerl.agents.continuous import (
     replay_recipe,
     to_bounds,
 )
-from purerl.agents.registry import Context, Recipe
 from purerl.core import (
     PRIORITIES,
     Agent,
+    Context,
     EnvSpec,
     Metrics,
+    Recipe,
     feed_forward,
     maybe_pmean,
     require_box,
@@ -46,6 +47,8 @@ class SACConfig(ActorCriticOptions):
       autotune_alpha: learn the temperature so the policy's entropy tracks the target.
       target_entropy: the entropy target; None for `-action_dim`.
     """
+
+    action_spaces = ("continuous",)  # Not an option: the spaces it acts in.
 
     alpha_learning_rate: float = 1e-3
     init_alpha: float = 1.0

@@ -22,12 +22,13 @@ from purerl.agents.continuous import (
     replay_recipe,
     to_bounds,
 )
-from purerl.agents.registry import Context, Recipe
 from purerl.core import (
     PRIORITIES,
     Agent,
+    Context,
     EnvSpec,
     Metrics,
+    Recipe,
     feed_forward,
     maybe_pmean,
     require_box,
@@ -51,10 +52,11 @@ class TD3Config(ActorCriticOptions):
       exploration_noise: std of the Gaussian noise added to the policy's actions while
         training.
 
-    10,000 random steps before learning, as in TD3's paper: on Gymnasium's HalfCheetah-v5
-    TD3 reached 5,336 after 1e5 steps with them and 2,842 with 1,000 (seed 0); gymnax's
-    Pendulum-v1 ends at -171 after 2e4 steps either way (5 seeds).
+    `learning_starts` is 10,000 random steps before learning, as in TD3's paper (the runs
+    that kept it are on the TD3 page of the docs, `docs/agents/td3.md`).
     """
+
+    action_spaces = ("continuous",)  # Not an option: the spaces it acts in.
 
     num_critics: int = 2
     policy_delay: int = 2

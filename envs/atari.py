@@ -33,6 +33,13 @@ def envpool_has_lives(task_id: str) -> bool:
     return "episodic_life" in envpool.make_spec(task_id).config._fields
 
 
+def clips_rewards(name: str) -> bool:
+    """Whether the agent learns from rewards clipped to their sign by default on the env
+    `name` (`--clip-rewards` overrides it): on Atari, ALE's and EnvPool's, as DQN's and
+    PPO's Atari papers train."""
+    return is_atari(name) or is_envpool_atari(name)
+
+
 def is_envpool_atari(name: str) -> bool:
     """Whether `name` is an EnvPool Atari id (`envpool:Breakout-v5`)."""
     if not name.startswith("envpool:"):

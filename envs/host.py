@@ -18,6 +18,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 from purerl.core import EnvSpec
+from purerl.envs.checks import EnvCheckError, FirstStepsCheck
 
 _UNSUPPORTED_OBS = tuple(
     getattr(spaces, name)
@@ -207,6 +208,8 @@ class HostVecEnv:
         """Resets every env, env i with seed `seed + i`; returns the observations."""
         try:
             obs = self._reset_envs(seed)
+        except EnvCheckError:
+            raise
         except Exception as e:
             raise HostEnvError(f"Environment {self.name} raised in reset: {e!r}") from e
         self.obs = self._agent_obs(obs)
@@ -226,6 +229,8 @@ class HostVecEnv:
         """
         try:
             raw, reward, terminated, truncated, finals, *over = self._step_envs(action)
+        except EnvCheckError:
+            raise
         except Exception as e:
             raise HostEnvError(
                 f"Environment {self.name} raised in step {self.steps} of the host loop "
@@ -277,14 +282,15 @@ class HostVecEnv:
 
 
 class _EnvFactory:
-    """Makes one env as a `gymnasium.Env`, its observations flattened by Gymnasium's
-    `FlattenObservation` when asked (picklable when `env_fn` is, for subprocesses)."""
+    """Makes one env as a `gymnasium.Env`, its first observations checked against its space
+    (`checks.FirstStepsCheck`) and flattened by Gymnasium's `FlattenObservation` when asked
+    (picklable when `env_fn` is, for subprocesses)."""
 
     def __init__(self, env_fn: Callable[[], Any], name: str, flatten: bool):
         self.env_fn, self.name, self.flatten = env_fn, name, flatten
 
     def __call__(self) -> gymnasium.Env:
-        env = as_gymnasium(self.env_fn(), self.name)
+        env = FirstStepsCheck(as_gymnasium(self.env_fn(), self.name), self.name)
         return gymnasium.wrappers.FlattenObservation(env) if self.flatten else env
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from purerl.core import EnvSpec
 from purerl.envs.base import Environment, EnvParams
+from purerl.envs.checks import check_jax_env
 from purerl.envs.functional import FunctionalEnv
 from purerl.envs.gymnax_env import GymnaxEnv, make_gymnax
 
@@ -168,7 +169,9 @@ def resolve(name: str, **kwargs: Any) -> tuple[str, Any]:
         host = _host_fn(obj, name, kwargs)
         if host is not None:
             return "host", host
-        return "device", wrap(obj, name) if not kwargs else wrap(obj(**kwargs), name)
+        made = wrap(obj, name) if not kwargs else wrap(obj(**kwargs), name)
+        check_jax_env(*made, name)  # A user's env: its shapes, before a loop traces it.
+        return "device", made
     if name.startswith("phys2d/") or "/" in name:
         if name in _functional_ids():
             return "device", _from_functional_id(name, **kwargs)
@@ -223,6 +226,8 @@ def with_params(resolved: tuple[str, Any], settings: Sequence[str], name: str) -
         except yaml.YAMLError as e:
             raise ValueError(f"--env-params {setting!r}: cannot read {text!r} ({e}).") from None
         params = _set_field(params, path.split("."), value, setting, name)
+    if ":" in name and not name.startswith("brax:"):  # A user's env, checked with these params.
+        check_jax_env(env, params, name)
     return loop, (env, params)
 
 

@@ -1,8 +1,13 @@
 """Your own agent on purerl's loops: REINFORCE (Williams, 1992) in a few dozen lines, trained
-with logs, checkpoints, evaluation and a saved summary by `purerl.train`.
+with logs, checkpoints, evaluation and a saved policy by `purerl.train`, which hands the
+trained parameters back.
 
     python examples/reinforce.py                       # CartPole-v1 on the device loop
     python examples/reinforce.py gymnasium:CartPole-v1  # the same agent on the host loop
+
+`make_recipe` is a factory: `purerl.train` records it (`reinforce:make_recipe`) in the run's
+config.json, so `purerl.load_policy(run_dir)`, `purerl enjoy` and `purerl resume` rebuild the
+agent from it.
 """
 
 import sys
@@ -14,8 +19,8 @@ import jax.numpy as jnp
 import optax
 import purerl
 import rlax
-from purerl.core import DEVICE_AXIS, Agent, feed_forward
-from purerl.experiments.engine.config import RunConfig
+from purerl import RunConfig
+from purerl.core import DEVICE_AXIS, Agent, Recipe, feed_forward
 from purerl.replay import Schedule, on_policy
 
 
@@ -56,15 +61,23 @@ def make_reinforce(learning_rate=1e-2, gamma=0.99):
     return Agent(init, feed_forward(act), learn)
 
 
+def make_recipe() -> Recipe:
+    """The agent with how it trains: on the rollout just collected, 8 envs x 256 steps."""
+    return Recipe(make_reinforce(), on_policy(), Schedule(rollout_length=256), num_envs=8)
+
+
 def main(env="CartPole-v1", total_timesteps=300_000, **run):
-    return purerl.train(
-        make_reinforce(),
-        on_policy(),
-        Schedule(rollout_length=256),
-        RunConfig(env=env, total_timesteps=total_timesteps, **run),
-        num_envs=8,
+    result = purerl.train(
+        make_recipe,
+        run=RunConfig(env=env, total_timesteps=total_timesteps, **run),
         name="reinforce",
     )
+    # The trained parameters come back: act with the first seed's on a batch of observations.
+    agent, state = make_reinforce(), result.state(0)
+    obs = jnp.zeros((4,) + (4,))  # CartPole's 4 numbers, for 4 envs.
+    action, _, _ = agent.act(state, (), obs, jax.random.PRNGKey(0), True)
+    print(f"greedy actions of the trained policy on zero observations: {action.tolist()}")
+    return result
 
 
 if __name__ == "__main__":

@@ -13,21 +13,30 @@ seeds vmapped in one program. `--process-runs K` times K whole processes of
 from __future__ import annotations
 
 import dataclasses
+import math
 import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Annotated, Any
 
+import tyro
 from purerl.experiments.cli import cli_main
 from purerl.experiments.engine.config import RunConfig
+from purerl.experiments.engine.logger import format_return
+
+PROG = "python -m purerl.experiments.benchmark"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Benchmark:
-    """Benchmark an agent on the device loop.
+    """Trains an agent and prints the summary's figures: final returns, steps per second,
+    compile and train times. Each of --seeds trains alone; --num-seeds N also trains N seeds
+    vmapped in one program; --process-runs K times K whole processes (import, compile and
+    train), alternating with --baseline-cmd if given, and prints the ratio of their median
+    wall times.
 
     Attributes:
       agent: which registered agent's experiment to run (ppo, dqn, sac, ...).
@@ -35,7 +44,7 @@ class Benchmark:
       total_timesteps: environment steps per seed.
       seeds: seeds to train one at a time.
       num_seeds: also train this many seeds vmapped in one program (0: skip).
-      num_devices: devices to run on (default: all local devices).
+      num_devices: devices to run on.
       process_runs: time this many whole `python -m purerl.experiments.AGENT` processes.
       baseline_cmd: a command to time alternately with those processes, for a ratio.
       extra: extra flags for the agent's experiment, given as --extra="--num-envs 16".
@@ -46,7 +55,9 @@ class Benchmark:
     total_timesteps: int = 500_000
     seeds: tuple[int, ...] = (0,)
     num_seeds: int = 0
-    num_devices: int | None = None
+    num_devices: Annotated[
+        int | None, tyro.conf.arg(metavar="INT", help_behavior_hint="(default: all local devices)")
+    ] = None
     process_runs: int = 0
     baseline_cmd: str = ""
     extra: str = ""
@@ -75,8 +86,13 @@ def _train(bench: Benchmark, seed: int, num_seeds: int, run_dir: str) -> dict[st
     return main(argv)
 
 
+def _return(value: float | None) -> str:
+    """A final return, or "—" where no episode ended (NaN, or null in `summary.json`)."""
+    return format_return(float("nan") if value is None else value)
+
+
 def _line(label: str, s: dict[str, Any]) -> str:
-    returns = ", ".join(f"{r:.1f}" for r in s["final_return"])
+    returns = ", ".join(_return(r) for r in s["final_return"])
     return (
         f"{label:<18} final_return [{returns}]  {s['steps_per_second']:>10,.0f} steps/s  "
         f"compile {s['compile_seconds']:5.2f}s  train {s['train_seconds']:6.2f}s  "
@@ -93,9 +109,7 @@ def _time(cmd: list[str] | str) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import tyro
-
-    bench = tyro.cli(Benchmark, args=argv)
+    bench = tyro.cli(Benchmark, args=argv, prog=PROG)
     from purerl.agents import registry
 
     registry.get(bench.agent)  # A clear error for an unknown agent.
@@ -110,10 +124,11 @@ def main(argv: list[str] | None = None) -> None:
             separate.append(summary)
             print(_line(f"seed {seed}", summary), flush=True)
         if separate:
-            returns = [s["final_return"][0] for s in separate]
+            firsts = [s["final_return"][0] for s in separate]
+            ended = [r for r in firsts if r is not None and not math.isnan(r)]
             sps = [s["steps_per_second"] for s in separate]
             print(
-                f"{'one seed each':<18} min final_return {min(returns):.1f}, "
+                f"{'one seed each':<18} min final_return {_return(min(ended, default=None))}, "
                 f"median {statistics.median(sps):,.0f} steps/s"
             )
         if bench.num_seeds:

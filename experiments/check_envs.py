@@ -77,11 +77,40 @@ def main(argv: list[str] | None = None) -> int:
     from purerl import envs
     from purerl.agents import registry
 
-    parser = argparse.ArgumentParser(prog="python -m purerl.experiments.check_envs")
-    parser.add_argument("--agents", nargs="*", default=registry.names())
-    parser.add_argument("--envs", nargs="*", default=None, help="default: envs.available()")
-    parser.add_argument("--steps", type=int, default=2_000)
+    parser = argparse.ArgumentParser(
+        prog="python -m purerl.experiments.check_envs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--agents",
+        nargs="+",
+        metavar="AGENT",
+        default=registry.names(),
+        help=f"the agents to try (default: all registered: {' '.join(registry.names())})",
+    )
+    parser.add_argument(
+        "--envs",
+        nargs="+",
+        metavar="ENV",
+        default=None,
+        help="the environments to try, any --env name (default: every JAX environment "
+        "purerl.envs.available() lists)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=2_000,
+        help="env steps each agent trains on each env (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error(f"--steps must be positive; got {args.steps}.")
+    for agent in args.agents:
+        try:
+            registry.get(agent)
+        except ValueError as e:
+            parser.error(str(e))
     failures = 0
     for env in args.envs or envs.available():
         for agent in args.agents:

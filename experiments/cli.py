@@ -1,6 +1,8 @@
-"""The command line: one script per registered agent (`python -m purerl.experiments.NAME`),
-flags generated from the run config and the agent's config (tyro), YAML config files and
-`--resume`."""
+"""The command line: `purerl NAME ...` (or `python -m purerl.experiments NAME ...`) for every
+registered agent, purerl's own and those of installed plugin packages, with flags generated
+from the run config and the agent's config (tyro), YAML config files and `--resume`; and
+the tools beside them (`purerl plot`, `enjoy`, `resume`, `check-envs`, `benchmark`).
+`python -m purerl.experiments.ppo ...` is the same as `purerl ppo ...`."""
 
 from __future__ import annotations
 
@@ -11,29 +13,31 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from purerl.envs.host import HostEnvError
 from purerl.experiments.engine.config import RunConfig
 
+if TYPE_CHECKING:
+    from purerl.experiments.engine.trainer import TrainResult
 
-def agent_script(name: str) -> tuple[Callable[..., dict[str, Any]], Callable[..., dict[str, Any]]]:
-    """`(run, main)` of the registered agent `name`'s experiment script:
-    `run(run_config, agent_config) -> summary` and `main(argv) -> summary`."""
-    from purerl.agents import registry
 
-    entry = registry.get(name)
+def agent_script(name: str) -> tuple[Callable[..., TrainResult], Callable[..., TrainResult]]:
+    """`(run, main)` of the registered agent `name`'s command line:
+    `run(run_config, agent_config) -> TrainResult` and `main(argv) -> TrainResult`."""
 
-    def run(run: RunConfig, config: Any) -> dict[str, Any]:
-        """Trains the agent and returns the run summary."""
-        from purerl.experiments.engine.trainer import train
+    def run(run: RunConfig, config: Any) -> TrainResult:
+        """Trains the agent; returns its summary and trained agent states."""
+        from purerl.agents import registry
+        from purerl.experiments.engine.launch import launch
 
-        return train(entry, run, config)
+        return launch(registry.get(name), run, config)
 
-    def main(argv: list[str] | None = None) -> dict[str, Any]:
-        args = parse(experiment_class(name), argv, prog=f"python -m purerl.experiments.{name}")
+    def main(argv: list[str] | None = None, prog: str | None = None) -> TrainResult:
+        given = list(sys.argv[1:] if argv is None else argv)
+        prog = prog or f"python -m purerl.experiments.{name}"
+        args = parse(experiment_class(name), given, prog=prog)
         if args.run.resume:
-            given = list(sys.argv[1:] if argv is None else argv)
             extend = any(
                 a == "--total-timesteps" or a.startswith("--total-timesteps=") for a in given
             )
@@ -91,10 +95,17 @@ def resume_configs(args: Any, agent_name: str, extend: bool = False) -> tuple[Ru
     """The run and agent configs `args.run.resume` was started with, set to resume it; with
     `extend`, continued to `args.run.total_timesteps` (a finished run goes on, its curves and
     summary then covering the whole run). Other flags given with --resume are named in a
-    warning, since they are not used."""
-    from purerl.experiments.engine.policy import read_config
+    warning, since they are not used. Nothing is written into a run that is refused."""
+    from purerl.experiments.engine import rundir, trainee
+    from purerl.experiments.engine.trainer import resumed_run
 
     run_dir = args.run.resume
+    saved = rundir.read_config(run_dir, "--resume")
+    if saved["agent"] != agent_name:
+        raise ValueError(
+            f"{run_dir} is a {saved['agent']} run; resume it with "
+            f"purerl {saved['agent']} --resume {run_dir}"
+        )
     # Each process of a multi-host run gives its own place in it; the rest is the run's.
     given = ("quiet", "rebuild_envs", "coordinator", "num_processes", "process_id")
     given += ("coordinator_timeout",)
@@ -111,36 +122,10 @@ def resume_configs(args: Any, agent_name: str, extend: bool = False) -> tuple[Ru
             f"ignoring {', '.join(ignored)}",
             file=sys.stderr,
         )
-    saved = read_config(Path(run_dir))
-    if saved["agent"] != agent_name:
-        raise ValueError(
-            f"{run_dir} is a {saved['agent']} run; resume it with "
-            f"python -m purerl.experiments.{saved['agent']} --resume {run_dir}"
-        )
-    run = RunConfig(
-        **{
-            **saved["run"],
-            "resume": str(run_dir),
-            "run_dir": str(run_dir),
-            **{name: getattr(args.run, name) for name in given},
-        }
-    )
-    config = saved["agent_config"]
-    if extend:
-        from purerl import envs
-        from purerl.experiments.engine.trainer import extended, run_plan
-
-        host = envs.resolve(run.env)[0] == "host"
-        entry = saved["entry"]
-        before = run_plan(run, config.env_steps_per_update, entry.off_policy, host)
-        run = extended(run, before, args.run.total_timesteps)
-        print(
-            f"note: extending {run_dir} from {before.total_steps:,} to {run.total_timesteps:,} "
-            "env steps per seed. A decaying learning-rate schedule (and any other horizon set "
-            "by the run's length) is stretched over the new length from here on.",
-            file=sys.stderr,
-        )
-    return run, config
+    who = trainee.from_saved(saved)
+    longer = args.run.total_timesteps if extend else None
+    own = {name: getattr(args.run, name) for name in given}
+    return resumed_run(saved, str(run_dir), longer, who.build, **own), who.config
 
 
 def parse(cls: type, argv: list[str] | None = None, prog: str | None = None) -> Any:
@@ -258,3 +243,139 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return str(value)
         raise wrong()
     return value
+
+
+TOOLS = {  # Commands beside the agents: (module, what it does).
+    "plot": ("purerl.experiments.plot", "draw learning curves of run directories"),
+    "enjoy": ("purerl.experiments.enjoy", "run a trained policy, report returns, record video"),
+    "resume": (None, "continue (or, with --total-timesteps, extend) any run directory"),
+    "check-envs": ("purerl.experiments.check_envs", "try every env with every agent"),
+    "benchmark": ("purerl.experiments.benchmark", "time agents' training against peers"),
+    "benchmark-replay": ("purerl.experiments.benchmark_replay", "time the replay buffers"),
+}
+
+
+def usage() -> str:
+    """`purerl --help`: the commands, and every registered agent with its config class."""
+    from purerl import __version__
+    from purerl.agents import registry
+
+    built_in = set(registry.built_in())
+    lines = [
+        f"purerl {__version__}: reinforcement-learning agents as pure JAX functions.",
+        "",
+        "usage: purerl AGENT [--env ENV] [OPTIONS]   train an agent (purerl AGENT --help)",
+        "       purerl COMMAND [ARGS]",
+        "",
+        "agents:",
+    ]
+    for name in registry.names():
+        entry = registry.get(name)
+        origin = "" if name in built_in else "  (plugin)"
+        lines.append(f"  {name:<18} {entry.source}{origin}")
+    lines += ["", "commands:"]
+    lines += [f"  {name:<18} {what}" for name, (_, what) in TOOLS.items()]
+    lines += [
+        "",
+        "  --version          print purerl's version",
+        "",
+        "Agents of other packages join the list through the 'purerl.agents' entry point group.",
+    ]
+    return "\n".join(lines)
+
+
+def resume_main(argv: list[str]) -> Any:
+    """`purerl resume RUN_DIR [--total-timesteps N] [--quiet]`: continues any run, whichever
+    agent trained it (a registered one, or one of your own recorded by its factory)."""
+    import argparse
+
+    from purerl.experiments.engine import rundir
+
+    parser = argparse.ArgumentParser(
+        prog="purerl resume",
+        description="Continue a run from its newest checkpoint with the configs it was started "
+        "with; with --total-timesteps N (more than it has), extend a finished run.",
+    )
+    parser.add_argument("run_dir", help="the run directory (it holds config.json)")
+    parser.add_argument(
+        "--total-timesteps", type=int, default=None, help="extend the run to N env steps"
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the closing line")
+    args = parser.parse_args(argv)
+    saved = rundir.read_config(args.run_dir, "purerl resume")
+    flags = ["--resume", args.run_dir] + (["--quiet"] if args.quiet else [])
+    if args.total_timesteps is not None:
+        flags += ["--total-timesteps", str(args.total_timesteps)]
+    if saved.get("factory") or not saved.get("agent_source"):
+        from purerl.experiments.engine.trainer import train_agent
+
+        if not saved.get("factory"):
+            raise ValueError(
+                f"{args.run_dir} was trained by an agent of your own that recorded no "
+                "factory; resume it from Python: purerl.train(AGENT, ..., resume=RUN_DIR)."
+            )
+        longer = None
+        if args.total_timesteps is not None:
+            longer = RunConfig(total_timesteps=args.total_timesteps, quiet=args.quiet)
+        elif args.quiet:
+            longer = RunConfig(total_timesteps=saved["run"]["total_timesteps"], quiet=True)
+        recipe = saved.get("recipe") or {}
+        return train_agent(
+            saved["factory"],
+            run=longer,
+            num_envs=recipe.get("num_envs"),
+            discount=recipe.get("discount"),
+            name=saved["agent"],
+            resume=args.run_dir,
+        )
+    return agent_script(saved["agent"])[1](flags, prog=f"purerl {saved['agent']}")
+
+
+def purerl_main(argv: list[str] | None = None) -> None:
+    """The `purerl` command (and `python -m purerl.experiments`)."""
+    import importlib
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return
+    if argv[0] == "--version":
+        from purerl import __version__
+
+        print(f"purerl {__version__}")
+        return
+    command, rest = argv[0], argv[1:]
+    if command in TOOLS:
+        module = TOOLS[command][0]
+        if module is None:
+            cli_main(lambda: resume_main(rest))
+        else:
+            sys.argv = [f"purerl {command}", *rest]
+            result = importlib.import_module(module).main(rest)
+            if isinstance(result, int) and result:
+                sys.exit(result)
+        return
+    from purerl.agents import registry
+
+    if command.startswith("-"):
+        _refuse(f"purerl: {command} needs an agent first", "purerl ppo --env CartPole-v1 ...")
+    try:
+        registry.get(command)
+    except ValueError:
+        import difflib
+
+        known = registry.names() + list(TOOLS)
+        close = difflib.get_close_matches(command, known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        _refuse(
+            f"unknown agent or command {command!r}",
+            f"{hint}purerl --help lists them: {', '.join(known)}",
+        )
+    sys.argv = [f"purerl {command}", *rest]
+    cli_main(lambda: agent_script(command)[1](rest, prog=f"purerl {command}"))
+
+
+def _refuse(what: str, todo: str) -> None:
+    """A user error, in the one style of every error here: what is wrong, then what to do."""
+    print(f"error: {what}\n  {todo}", file=sys.stderr)
+    sys.exit(2)

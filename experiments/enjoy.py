@@ -4,8 +4,10 @@ Loads `RUN_DIR`'s saved policy (see `purerl.load_policy`) and reports the return
 lengths of deterministic evaluation episodes (epsilon-greedy with `--epsilon`) on fresh
 instances of the run's environment (fully jitted for a JAX environment, stepped on the host
 for a Python one), and how many a time limit cut off. With
-`--render FILE.gif` (or `.mp4` where ffmpeg is installed), a Gymnasium environment that can
-render `rgb_array` frames records the first episode.
+`--render FILE.gif` (or `.mp4` where ffmpeg is installed) it records the first episode: a
+Gymnasium environment that renders `rgb_array` frames draws it itself; a gymnax one with
+gymnax's visualiser (classic control through its Gymnasium twin, which needs pygame: pip
+install -e ".[render]"; MinAtar with matplotlib).
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ def main(argv: list[str] | None = None) -> None:
         "--render", metavar="FILE", help="record the first episode to a video (.gif or .mp4)"
     )
     args = parser.parse_args(argv)
-    from purerl.experiments.engine.evaluate import epsilon_greedy, evaluate, evaluate_host
+    from purerl.experiments.engine.evaluate import (
+        epsilon_greedy,
+        evaluate,
+        evaluate_host,
+        jax_renderer,
+        render_episode,
+    )
     from purerl.experiments.engine.policy import load_agent, load_policy
 
     try:
@@ -52,16 +60,14 @@ def main(argv: list[str] | None = None) -> None:
             episodes = evaluate_host(
                 policy, env_name, key, args.episodes, args.key, render_to=args.render
             )
-        elif args.render:
-            raise ValueError(
-                "--render needs a Gymnasium environment that renders rgb_array frames; "
-                f"{env_name} is a JAX environment."
-            )
         else:
-            run = jax.jit(
-                lambda k: evaluate(policy, config["env"], config["env_params"], k, args.episodes)
-            )
+            env, env_params = config["env"], config["env_params"]
+            if args.render:
+                jax_renderer(env, env_name)  # Refused before anything runs.
+            run = jax.jit(lambda k: evaluate(policy, env, env_params, k, args.episodes))
             episodes = jax.tree.map(np.asarray, run(key))
+            if args.render:
+                render_episode(policy, env, env_params, key, args.episodes, args.render, env_name)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

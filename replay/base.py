@@ -42,6 +42,9 @@ class DataPath(NamedTuple):
       can_sample: `(state) -> bool[]`, whether learning may start (a Python bool when it is
         known without looking at the state).
       update: `(state, batch, metrics) -> state`, after each `learn`, with its metrics.
+      on_policy: `learn` may only see the rollout the current parameters just acted (the
+        host loop then never lets acting run ahead of learning); False for replay, which
+        learns from older experience anyway.
     """
 
     init: Callable[[Any], DataState]
@@ -49,6 +52,7 @@ class DataPath(NamedTuple):
     sample: Callable[[DataState, jax.Array], Any]
     can_sample: Callable[[DataState], jax.Array]
     update: Callable[[DataState, Any, dict[str, jax.Array]], DataState]
+    on_policy: bool = False
 
 
 class Schedule(NamedTuple):
@@ -88,4 +92,5 @@ def on_policy() -> DataPath:
         sample=lambda state, key: state,
         can_sample=lambda state: True,  # A Python bool: the loops then stage no conditional.
         update=keep,
+        on_policy=True,
     )

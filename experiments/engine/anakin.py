@@ -18,12 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from purerl.agents.registry import Recipe
 from purerl.core import (
     DEVICE_AXIS,
     Agent,
     EpisodeStats,
+    Recipe,
     Transition,
+    per_device,
     random_actions,
     reset_carry,
 )
@@ -35,6 +36,7 @@ from purerl.experiments.engine.loop import (
     IntervalOutput,
     Runner,
     make_learner,
+    place_like,
     trajectory_example,
 )
 from purerl.replay.base import Schedule
@@ -101,18 +103,6 @@ def rollout(
     # One collective for the three sums (each is a round trip between devices).
     stats = EpisodeStats(*jax.lax.psum(jnp.stack([jnp.sum(x) for x in stats]), DEVICE_AXIS))
     return runner, trajectory, stats
-
-
-def place_like(placed: Any, states: Any) -> Any:
-    """`states` (leaves `[S, ...]`) broadcast to the shapes of `placed` (leaves
-    `[devices, S, ...]`) and put on the devices as those are."""
-    return jax.tree.map(
-        lambda old, new: jax.device_put(
-            np.broadcast_to(np.asarray(new, old.dtype), old.shape), old.sharding
-        ),
-        placed,
-        states,
-    )
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:
@@ -200,13 +190,15 @@ class DeviceLoop:
         self.seed, self.num_seeds = seed, num_seeds
         self.seeds_per_config = seeds_per_config or num_seeds
         schedule = recipe.schedule
-        vec_env = VecEnv(EpisodeStatistics(env), recipe.num_envs)
+        # The recipe counts envs over all devices; each device steps its share.
+        self.envs_per_device = per_device(recipe.num_envs, "--num-envs", mesh.shape[DEVICE_AXIS])
+        vec_env = VecEnv(EpisodeStatistics(env), self.envs_per_device)
         if clip_rewards:
             vec_env = ClipReward(vec_env)
         if reward_gamma is not None:
             vec_env = ScaleReward(vec_env, reward_gamma, DEVICE_AXIS)
         spec = env_spec(env, env_params)
-        steps_per_env_step = recipe.num_envs * mesh.shape[DEVICE_AXIS]
+        steps_per_env_step = recipe.num_envs
         values = None if sweep is None else jnp.asarray(sweep[0], jnp.float32)
 
         def recipe_of(index: jax.Array | None) -> Recipe:
@@ -240,7 +232,7 @@ class DeviceLoop:
                 agent_state,
                 env_state,
                 obs,
-                agent.initial_carry(recipe.num_envs),
+                agent.initial_carry(self.envs_per_device),
                 data.init(example),
                 jnp.zeros((), jnp.int32),
                 key,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from purerl.replay import prioritized
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -56,6 +57,12 @@ class Checkpoints:
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
         )
+
+    @staticmethod
+    def exists(run_dir: Path) -> bool:
+        """Whether `run_dir` holds a complete checkpoint (without importing orbax)."""
+        folder = Path(run_dir) / CHECKPOINT_DIR
+        return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
 
     def save(self, interval: int, runner: Any, host: dict[str, Any]) -> None:
         """Saves after logging interval `interval` (0-based); writes in the background."""
@@ -137,3 +144,19 @@ class Checkpoints:
             self.manager.wait_until_finished()
             self.manager.close()
             self.manager = None
+
+
+def restore_runner(
+    checkpoints: Checkpoints, runner: Any, explain: Callable[[], str] | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """The newest checkpoint's `(runner, host)`, shaped as `runner`. Every older layout purerl
+    still reads is recognised here from the checkpoint's metadata alone: a prioritised
+    replay written with the sum-tree layout of earlier versions is restored into that layout
+    and converted exactly (`replay.prioritized.from_legacy`)."""
+    old = prioritized.legacy_target(runner)
+    if old is not None:
+        saved = checkpoints.saved_shapes()
+        if saved is not None and saved != shapes(runner) and saved == shapes(old):
+            restored, host = checkpoints.restore_latest(old, explain)
+            return prioritized.from_legacy(restored, runner), host
+    return checkpoints.restore_latest(runner, explain)

@@ -37,7 +37,7 @@ class RunConfig:
       run_dir: where the summary and metrics go (default: runs/AGENT_ENV_TIME).
       quiet: print only the final summary line (no progress, no startup line).
       plot: draw RUN_DIR/learning_curve.png at the end (matplotlib: about 0.7 s; --no-plot
-        skips it); `python -m purerl.experiments.engine.plot RUN_DIR` draws it any time.
+        skips it); `python -m purerl.experiments.plot RUN_DIR` draws it any time.
       eval_episodes: greedy/deterministic evaluation episodes per seed at the end, on
         fresh environment instances (0: none; its compile costs about a second).
       eval_epsilon: evaluation acts uniformly at random with this probability (discrete
@@ -46,8 +46,9 @@ class RunConfig:
         SpaceInvaders-MinAtar), a greedy policy plays the same episode every time.
       checkpoint_every: save the whole training state every this many env steps (per
         seed), at the end of the logging interval that crosses it, and at the end;
-        default a tenth of the run but at most once a minute (a run shorter than a
-        minute keeps none); 0: never. Ctrl-C also saves one, then stops.
+        default a tenth of the run but at most once a minute; every run keeps its final
+        state, so a finished run can be extended with --resume; 0: never (then it cannot
+        be). Ctrl-C also saves one, then stops.
       keep_checkpoints: how many of the newest checkpoints to keep.
       resume: a run directory to continue from its newest checkpoint, with the configs it
         was started with (the other flags are not used).

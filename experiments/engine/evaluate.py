@@ -3,6 +3,7 @@ for JAX environments, stepped on the host for Python ones."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -212,16 +213,20 @@ def _renderer(env_name: str) -> Any:
     return env_fn()
 
 
+def _render_error(env_name: str, e: Exception) -> ValueError:
+    if "pygame" in str(e).lower():
+        return ValueError(
+            f"Rendering {env_name} needs pygame, which purerl does not install by "
+            'default: pip install -e ".[render]" (or pip install pygame).'
+        )
+    return ValueError(f"Cannot render {env_name}: {e}")
+
+
 def _frame(env: Any, env_name: str) -> np.ndarray:
     try:
         frame = env.render()
     except Exception as e:
-        if "pygame" in str(e).lower():
-            raise ValueError(
-                f"Rendering {env_name} needs pygame, which purerl does not install by "
-                'default: pip install -e ".[render]" (or pip install pygame).'
-            ) from e
-        raise ValueError(f"Cannot render {env_name}: {e}") from e
+        raise _render_error(env_name, e) from e
     if frame is None:
         raise ValueError(f"{env_name} rendered no frame (does it support rgb_array?).")
     return np.asarray(frame)
@@ -232,16 +237,22 @@ def _fps(env: Any) -> int:
 
 
 def write_video(path: str, frames: list[np.ndarray], fps: int) -> None:
-    """Writes RGB frames `[H, W, 3]` to `path`: an animated GIF (matplotlib and Pillow) or,
-    where ffmpeg is installed, any format it writes (.mp4)."""
+    """Writes RGB frames `[H, W, 3]` to `path`: an animated GIF (Pillow) or, where ffmpeg is
+    installed, any format it writes (.mp4, through matplotlib)."""
+    if not frames or frames[0] is None:
+        raise ValueError("The environment rendered no frames (does it support rgb_array?).")
+    if str(path).endswith(".gif"):
+        from PIL import Image
+
+        first, *rest = (Image.fromarray(np.asarray(f, np.uint8)) for f in frames)
+        first.save(path, save_all=True, append_images=rest, duration=1000 / fps, loop=0)
+        return
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.animation as animation
     import matplotlib.pyplot as plt
 
-    if not frames or frames[0] is None:
-        raise ValueError("The environment rendered no frames (does it support rgb_array?).")
     height, width = frames[0].shape[:2]
     fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
@@ -253,8 +264,159 @@ def write_video(path: str, frames: list[np.ndarray], fps: int) -> None:
         return [image]
 
     movie = animation.FuncAnimation(fig, draw, frames=len(frames), interval=1000 / fps, blit=True)
-    writer = "pillow" if str(path).endswith(".gif") else "ffmpeg"
     try:
-        movie.save(str(path), writer=writer, fps=fps)
+        movie.save(str(path), writer="ffmpeg", fps=fps)
     finally:
         plt.close(fig)
+
+
+# gymnax environments with a Gymnasium twin that draws them (with pygame), and the fields
+# of gymnax's state that make up the twin's `state`, in its order.
+GYMNASIUM_TWINS = {
+    "CartPole-v1": ("x", "x_dot", "theta", "theta_dot"),
+    "Acrobot-v1": ("joint_angle1", "joint_angle2", "velocity_1", "velocity_2"),
+    "MountainCar-v0": ("position", "velocity"),
+    "MountainCarContinuous-v0": ("position", "velocity"),
+    "Pendulum-v1": ("theta", "theta_dot"),
+}
+# Those gymnax's own visualiser draws (with matplotlib).
+GYMNAX_VISUALISED = (
+    "Asterix-MinAtar",
+    "Breakout-MinAtar",
+    "Freeway-MinAtar",
+    "Seaquest-MinAtar",
+    "SpaceInvaders-MinAtar",
+    "Catch-bsuite",
+    "Pong-misc",
+    "PointRobot-misc",
+    "MetaMaze-misc",
+    "FourRooms-misc",
+)
+
+
+def jax_renderer(env: Environment, env_name: str) -> Any:
+    """The gymnax environment under `env` (through purerl's wrappers) when it can be drawn,
+    or a clear error: which JAX environments can, or that drawing this one needs pygame."""
+    import importlib.util
+
+    from purerl.envs.gymnax_env import GymnaxEnv
+
+    inner = env
+    while not isinstance(inner, GymnaxEnv) and getattr(inner, "env", None) is not None:
+        inner = inner.env  # Through wrappers (`MaskObservation`, ...), which keep its state.
+    name = inner.env.name if isinstance(inner, GymnaxEnv) else None
+    if name in GYMNASIUM_TWINS and importlib.util.find_spec("pygame") is None:
+        raise _render_error(env_name, ImportError("pygame"))
+    if name in GYMNASIUM_TWINS or name in GYMNAX_VISUALISED:
+        return inner.env
+    raise ValueError(
+        f"--render cannot draw the JAX environment {env_name}; it draws "
+        f"{', '.join([*GYMNASIUM_TWINS, *GYMNAX_VISUALISED])}, and any Gymnasium environment "
+        "that renders rgb_array frames (--env gymnasium:ID, run on the host loop)."
+    )
+
+
+def record_episode(
+    policy: Policy,
+    env: Environment,
+    env_params: EnvParams,
+    key: jax.Array,
+    num_episodes: int,
+    max_steps: int = 100_000,
+) -> tuple[list[Any], list[float]]:
+    """`evaluate`'s first episode (env copy 0, with the same keys) step by step, to draw it.
+
+    Returns:
+      `(states, returns)`: the environment's state before each of the episode's steps (its
+      reset state first; leaves unbatched NumPy arrays) and the return so far at each.
+    """
+    vec = VecEnv(EpisodeStatistics(env), num_episodes)
+    reset_key, key = jax.random.split(key)
+    obs, state = jax.jit(lambda k: vec.reset(k, env_params))(reset_key)
+    carry = policy.initial_carry(num_episodes)
+
+    @jax.jit
+    def step(key: jax.Array, obs: Any, state: Any, carry: Any) -> tuple[Any, ...]:
+        key, act_key, step_key = jax.random.split(key, 3)  # As `evaluate` splits them.
+        action, carry = policy.step(carry, obs, act_key)
+        obs, state, _, _, _, info = vec.step(step_key, state, action, env_params)
+        return key, obs, state, carry, info["episode_done"][0], info["episode_return"][0]
+
+    def first(state: Any) -> Any:
+        return jax.tree.map(lambda x: np.asarray(x[0]), state.env_state)
+
+    states, returns = [first(state)], [0.0]
+    for _ in range(max_steps - 1):
+        key, obs, state, carry, done, episode_return = step(key, obs, state, carry)
+        if done:  # The state is the next episode's already.
+            break
+        states.append(first(state))
+        returns.append(float(episode_return))
+    return states, returns
+
+
+def render_episode(
+    policy: Policy,
+    env: Environment,
+    env_params: EnvParams,
+    key: jax.Array,
+    num_episodes: int,
+    path: str,
+    env_name: str,
+    max_steps: int = 100_000,
+) -> None:
+    """Draws `evaluate`'s first episode on a gymnax environment to the video `path` (.gif, or
+    what ffmpeg writes): classic control by its Gymnasium twin (`CartPole-v1` by
+    `gymnasium:CartPole-v1`, put in each of the episode's states), MinAtar and the rest by
+    gymnax's visualiser."""
+    renderer = jax_renderer(env, env_name)
+    states, returns = record_episode(policy, env, env_params, key, num_episodes, max_steps)
+    if renderer.name in GYMNASIUM_TWINS:
+        frames, fps = _twin_frames(renderer.name, env_params, states, env_name)
+        write_video(path, frames, fps)
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from gymnax.visualize import Visualizer
+
+    visualizer = Visualizer(renderer, env_params, states, np.asarray(returns))
+    try:
+        visualizer.animate(str(path))
+    except Exception as e:
+        raise _render_error(env_name, e) from e
+
+
+def _twin_frames(
+    gymnax_id: str, env_params: EnvParams, states: list[Any], env_name: str
+) -> tuple[list[np.ndarray], int]:
+    """RGB frames of `states` (a gymnax classic-control env's) drawn by its Gymnasium twin,
+    with the twin's constants set from `env_params` where they share a name (the pole's
+    length, the track's bounds, ...), and the twin's frame rate."""
+    import os
+
+    # Offscreen frames: pygame needs neither a display nor a sound card.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    twin = gymnasium.make(gymnax_id, render_mode="rgb_array")
+    try:
+        twin.reset(seed=0)
+        inner = twin.unwrapped
+        constants = {  # The twin's numbers, by name in lower case (Acrobot's are upper).
+            k.lower(): k
+            for k in dir(inner)
+            if not k.startswith("_") and type(getattr(inner, k, None)) in (int, float)
+        }
+        for field in dataclasses.fields(env_params):
+            value = getattr(env_params, field.name)
+            if field.name.lower() in constants and np.ndim(value) == 0:
+                setattr(inner, constants[field.name.lower()], float(value))
+        frames = []
+        for state in states:
+            inner.state = np.array([getattr(state, f) for f in GYMNASIUM_TWINS[gymnax_id]], float)
+            if hasattr(state, "last_u"):  # Pendulum draws its last torque.
+                inner.last_u = float(state.last_u)
+            frames.append(_frame(twin, env_name))
+        return frames, _fps(twin)
+    finally:
+        twin.close()

@@ -21,6 +21,7 @@ from purerl.core import EpisodeStats
 from purerl.experiments.engine import distributed
 from purerl.experiments.engine.checkpoint import Checkpoints, decode_history, encode_history
 from purerl.experiments.engine.config import RunConfig, run_seeds
+from purerl.experiments.engine.logger import format_return
 from purerl.experiments.engine.loop import IntervalOutput
 from purerl.experiments.engine.plot import RETURNS_FILE, write_returns
 from purerl.experiments.engine.policy import eval_key
@@ -253,7 +254,8 @@ class PeriodicEvaluation(Feature):
         )
         write_csv(self.run_dir / "eval.csv", self.rows)
         self.writers.writer.write(self.rows[-1], "eval")
-        self.progress.say(f"  eval after {interval.steps:,} steps: return {np.mean(returns):.2f}")
+        mean = format_return(float(np.mean(returns)))
+        self.progress.say(f"  eval after {interval.steps:,} steps: return {mean}")
 
     def state(self) -> Any:
         return self.rows
@@ -285,10 +287,12 @@ class StopRequest(Feature):
 
     def on_interval(self, interval: Interval) -> None:
         if self.requested:
+            # Shown after "interrupted: " (`cli.cli_main`).
             raise KeyboardInterrupt(
-                f"Stopped after {interval.steps:,} steps; continue with --resume {self.run_dir}"
+                f"stopped after {interval.steps:,} steps; continue with --resume {self.run_dir}"
                 if self.checkpointing()
-                else f"Stopped after {interval.steps:,} steps (checkpoints were off)."
+                else f"stopped after {interval.steps:,} steps; checkpoints were off, so it "
+                "cannot be resumed"
             )
 
     def close(self) -> None:
@@ -298,8 +302,9 @@ class StopRequest(Feature):
 
 class CheckpointFeature(Feature):
     """Saves the whole training state every `--checkpoint-every` env steps (default: a tenth
-    of the run, at most once a minute), at the end of a run that saved before or was asked
-    to, and before a Ctrl-C stop. Orbax is imported only when a checkpoint is first due."""
+    of the run, at most once a minute), at the end of every run (so a finished run can be
+    extended), and before a Ctrl-C stop; never with `--checkpoint-every 0`. Orbax is imported
+    only when a checkpoint is first due."""
 
     def __init__(
         self,
@@ -321,8 +326,9 @@ class CheckpointFeature(Feature):
         periodic = bool(every) and interval.steps // every > interval.previous // every
         if self.run.checkpoint_every is None:  # The default: no more than once a minute.
             periodic &= time.perf_counter() - self.last_save >= DEFAULT_CHECKPOINT_SECONDS
-        # The last interval saves when asked to, or when the run saved before.
-        final = interval.last and bool(self.run.checkpoint_every or self.checkpoints is not None)
+        # The last interval always saves (unless checkpoints are off), so that any finished
+        # run can be extended with --resume.
+        final = interval.last
         due = bool(every) and (final or self.stop.requested or periodic)
         if distributed.process_count() > 1:  # Orbax saves collectively: all save, or none.
             self.stop.requested, due = distributed.agree([self.stop.requested, due])

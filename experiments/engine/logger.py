@@ -62,6 +62,12 @@ class MetricsWriter:
             self._wandb.finish()
 
 
+def format_return(value: float) -> str:
+    """A mean return as shown on the terminal: two decimals, or "—" when no episode has
+    ended yet (NaN; `summary.json` writes null)."""
+    return "—" if math.isnan(value) else f"{value:.2f}"
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
@@ -109,12 +115,12 @@ class Progress:
                 self._task,
                 completed=steps,
                 sps=f"{row['steps_per_second']:,.0f}",
-                ret=f"{ret:.2f}",
+                ret=format_return(ret),
             )
             return
         print(
             f"  {steps:>11,} / {self.total:,} steps | "
-            f"{row['steps_per_second']:>9,.0f} steps/s | return {ret:8.2f}",
+            f"{row['steps_per_second']:>9,.0f} steps/s | return {format_return(ret):>8}",
             flush=True,
         )
 

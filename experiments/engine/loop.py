@@ -141,3 +141,15 @@ def trajectory_example(
         carry,
     )
     return jax.tree.map(lambda x: jnp.zeros((length,) + jnp.shape(x), jnp.asarray(x).dtype), step)
+
+
+def place_like(placed: Any, states: Any) -> Any:
+    """`states` (leaves `[S, ...]`) broadcast to the shapes of `placed` (leaves
+    `[devices, S, ...]`) and put on the devices as those are."""
+    return jax.tree.map(
+        lambda old, new: jax.device_put(
+            np.broadcast_to(np.asarray(new, old.dtype), old.shape), old.sharding
+        ),
+        placed,
+        states,
+    )

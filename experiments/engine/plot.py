@@ -146,7 +146,7 @@ def plot(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m purerl.experiments.engine.plot",
+        prog="purerl plot",
         description="Plot learning curves (mean and 95% band over seeds) of purerl runs.",
     )
     parser.add_argument("run_dirs", nargs="+", help="run directories holding returns.csv")

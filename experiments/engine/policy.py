@@ -1,15 +1,14 @@
 """Saved policies: what a run leaves behind for inference in research code.
 
-Every run writes `RUN_DIR/config.json` (the agent's name and both configs) when it starts
-and `RUN_DIR/policy.msgpack` (each seed's final agent state, Flax-serialised) when it ends.
-`load_policy(RUN_DIR)` turns them back into a jitted policy; the agent is found by its name
-in the registry (`purerl.agents.registry`).
+Every run writes `RUN_DIR/config.json` (the agent, how to rebuild it, and both configs) when
+it starts and `RUN_DIR/policy.msgpack` (each seed's final agent state, Flax-serialised) when
+it ends. `load_policy(RUN_DIR)` turns them back into a jitted policy; the agent is rebuilt
+as `engine.trainee.from_saved` says (its registry entry, its factory, or the agent given).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +17,20 @@ import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
+from purerl import envs
+from purerl.core import Agent, Context, Recipe
+from purerl.experiments.engine import trainee
+from purerl.experiments.engine.build import build_loop
+from purerl.experiments.engine.checkpoint import CHECKPOINT_DIR, Checkpoints, restore_runner
+from purerl.experiments.engine.config import RunConfig, run_seeds
+from purerl.experiments.engine.rundir import POLICY_FILE, read_config
 
-CONFIG_FILE = "config.json"
-POLICY_FILE = "policy.msgpack"
 EVAL_STREAM = 0x5EED  # fold_in tag: evaluation randomness apart from training's.
 
 
 def eval_key(seed: int) -> jax.Array:
     """The key of seed `seed`'s evaluation episodes at the end of training."""
     return jax.random.fold_in(jax.random.PRNGKey(seed), EVAL_STREAM)
-
-
-def write_config(run_dir: Path, agent_name: str, run: Any, agent_config: Any) -> None:
-    config = {
-        "agent": agent_name,
-        "run": dataclasses.asdict(run),
-        "agent_config": dataclasses.asdict(agent_config) if agent_config is not None else None,
-    }
-    (Path(run_dir) / CONFIG_FILE).write_text(json.dumps(config, indent=2))
 
 
 def save_policy(run_dir: Path, agent_states: Any) -> None:
@@ -47,42 +42,35 @@ def save_policy(run_dir: Path, agent_states: Any) -> None:
     tmp.replace(path)
 
 
-def read_config(run_dir: Path) -> dict[str, Any]:
-    """A run directory's `config.json`, with its agent config rebuilt as the dataclass."""
-    from purerl.agents import registry
+def load_agent(
+    run_dir: str | Path, agent: trainee.Made | None = None
+) -> tuple[Agent, Any, dict[str, Any]]:
+    """`(agent, agent_states[seeds, ...], config)` of a run: its saved policy, or (a run
+    stopped before its end) its newest checkpoint's. `config` is its `config.json` with the
+    run's `trainee`, `env`, `env_params`, `spec` and host `observation_space` added.
 
-    path = Path(run_dir) / CONFIG_FILE
-    try:
-        config = json.loads(path.read_text())
-        entry = registry.get(config["agent"])
-    except FileNotFoundError:
-        raise ValueError(f"{run_dir} has no {CONFIG_FILE}: is it a purerl run directory?") from None
-    except (ValueError, KeyError) as e:
-        raise ValueError(f"{path} is not a purerl run config ({e!r}).") from None
-    config["entry"] = entry
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config["agent_config"].items()}
-    config["agent_config"] = entry.config_class()(**fields)
-    return config
-
-
-def load_agent(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
-    """`(agent, agent_states[seeds, ...], config)` of a finished run."""
-    from purerl import envs
-    from purerl.agents.registry import Context
-
-    config = read_config(Path(run_dir))
-    agent = config["entry"].recipe(config["agent_config"], Context()).agent
+    Args:
+      run_dir: the run directory.
+      agent: the agent to load it into, where the run cannot rebuild its own (an agent of
+        your own trained without an importable factory): the `Agent`, `Recipe` or factory it
+        was trained with.
+    """
+    config = read_config(run_dir)
     name, settings = config["run"]["env"], config["run"].get("env_params", ())
+    if isinstance(agent, Agent):  # Loading needs only the agent, not its data path.
+        agent = Recipe(agent, None, None, 1)  # type: ignore[arg-type]
+    who = trainee.from_saved(config, agent)
+    made_agent = who.build(Context()).agent
     loop, made = envs.with_params(envs.resolve(name), settings, name)
     env, env_params = made if loop == "device" else (None, None)
     spec, raw_space = envs.spec(name, settings), None
     if loop == "host":
         from purerl.envs.host import as_gymnasium
 
-        host_env = as_gymnasium(made(), config["run"]["env"])
+        host_env = as_gymnasium(made(), name)
         raw_space = host_env.observation_space
         host_env.close()
-    template = agent.init(jax.random.PRNGKey(0), spec)
+    template = made_agent.init(jax.random.PRNGKey(0), spec)
     num_seeds = _num_runs(config)
     template = jax.tree.map(lambda x: jnp.stack([x] * num_seeds), template)
     path = Path(run_dir) / POLICY_FILE
@@ -93,24 +81,40 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
         except Exception as e:
             raise ValueError(
                 f"Cannot read the saved policy {path}: {e}."
-                f"{torso_hint(config['agent_config'], spec.observation_space)}"
+                f"{torso_hint(who.config, spec.observation_space)}"
             ) from e
     else:
-        states = _from_checkpoint(Path(run_dir), config)
+        states = _from_checkpoint(Path(run_dir), config, who)
     # For a host (Python) environment, `env` and `env_params` are None.
-    config.update(env=env, env_params=env_params, spec=spec, observation_space=raw_space)
-    return agent, states, config
+    config.update(
+        trainee=who, env=env, env_params=env_params, spec=spec, observation_space=raw_space
+    )
+    if who.config is not None:  # A registered agent's config, as the dataclass.
+        config["agent_config"] = who.config
+    return made_agent, states, config
 
 
-def _from_checkpoint(run_dir: Path, config: dict[str, Any]) -> Any:
+def checkpointed_agent_states(who: trainee.Trainee, run: RunConfig) -> tuple[Any, int]:
+    """The agent states `[seeds, ...]` in the newest checkpoint of the run `run.run_dir`,
+    and the env steps (per seed) it was saved after."""
+    built = build_loop(run, who.build)
+    try:
+        runner = built.loop.init()
+        checkpoints = Checkpoints(Path(run.run_dir), run.keep_checkpoints)
+        try:
+            runner, host = restore_runner(checkpoints, runner)
+        finally:
+            checkpoints.close()
+        per_interval = built.plan.updates_per_interval * built.plan.steps_per_update
+        steps = (host["interval"] + 1) * per_interval
+        return jax.device_get(built.loop.agent_states(runner)), steps
+    finally:
+        built.loop.close()
+
+
+def _from_checkpoint(run_dir: Path, config: dict[str, Any], who: trainee.Trainee) -> Any:
     """The agent states of a run stopped before its end (no `policy.msgpack`), from its
     newest checkpoint; says so on stderr."""
-    import sys
-
-    from purerl.experiments.engine.checkpoint import CHECKPOINT_DIR
-    from purerl.experiments.engine.config import RunConfig
-    from purerl.experiments.engine.trainer import checkpointed_agent_states
-
     checkpoints = run_dir / CHECKPOINT_DIR
     if not (checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir())):
         raise ValueError(
@@ -118,7 +122,7 @@ def _from_checkpoint(run_dir: Path, config: dict[str, Any]) -> Any:
             "stopped before its first checkpoint. Train it again (or --resume it, if it has one)."
         )
     run = RunConfig(**{**config["run"], "run_dir": str(run_dir), "quiet": True})
-    states, steps = checkpointed_agent_states(config["entry"], run, config["agent_config"])
+    states, steps = checkpointed_agent_states(who, run)
     print(
         f"note: {run_dir} has no {POLICY_FILE} (the run stopped before its end); using its "
         f"newest checkpoint, after {steps:,} env steps per seed.",
@@ -157,7 +161,17 @@ class Policy:
     obs, key)` each step (reset an env's carry to the initial one when its episode ends).
     """
 
-    def __init__(self, agent: Any, state: Any, observation_space: Any = None):
+    def __init__(
+        self,
+        agent: Any,
+        state: Any,
+        observation_space: Any = None,
+        *,
+        agent_name: str | None = None,
+        env_name: str | None = None,
+        seed_index: int | None = None,
+    ):
+        self.agent_name, self.env_name, self.seed_index = agent_name, env_name, seed_index
         self.initial_carry = agent.initial_carry
         self.recurrent = bool(jax.tree.leaves(agent.initial_carry(1)))
         self.observation_space = observation_space  # A host env's own (None: as the agent's).
@@ -167,6 +181,14 @@ class Policy:
             return agent.act(state, carry, obs, key, deterministic=True)[:2]
 
         self._step = step
+
+    def __repr__(self) -> str:
+        what = self.agent_name or "agent"
+        if self.env_name:
+            what += f" on {self.env_name}"
+        if self.seed_index is not None:
+            what += f", seed index {self.seed_index}"
+        return f"Policy({what}, {'recurrent' if self.recurrent else 'feed-forward'})"
 
     def step(self, carry: Any, obs: Any, key: jax.Array) -> tuple[Any, Any]:
         """`(action[B], carry)` for observations `obs[B, ...]`."""
@@ -212,13 +234,13 @@ class Policy:
 
 def _num_runs(config: dict[str, Any]) -> int:
     """Runs the saved states hold: seeds, times the configurations of a sweep."""
-    from purerl.experiments.engine.config import RunConfig, run_seeds
-
     run = config["run"]
     return len(run_seeds(RunConfig(num_seeds=run["num_seeds"], sweep=tuple(run.get("sweep", ())))))
 
 
-def load_policy(run_dir: str | Path, seed_index: int = 0) -> Policy:
+def load_policy(
+    run_dir: str | Path, seed_index: int = 0, agent: trainee.Made | None = None
+) -> Policy:
     """A trained run's deterministic policy (see `Policy`).
 
     Args:
@@ -226,10 +248,19 @@ def load_policy(run_dir: str | Path, seed_index: int = 0) -> Policy:
       seed_index: which of the run's seeds (0 for its first, `--seed`); in a sweep, the run
         index in `sweep.csv`'s row order (configuration-major). A swept run's policy acts
         with the run config's values of the swept options.
+      agent: for a run of an agent of your own that recorded no importable factory, the
+        `Agent` (or `Recipe`, or factory) it was trained with.
     """
-    agent, states, config = load_agent(run_dir)
+    agent, states, config = load_agent(run_dir, agent)
     num_seeds = _num_runs(config)
     if not 0 <= seed_index < num_seeds:
         raise ValueError(f"seed_index {seed_index} is out of range: the run has {num_seeds}.")
     state = jax.tree.map(lambda x: x[seed_index], states)
-    return Policy(agent, state, config["observation_space"])
+    return Policy(
+        agent,
+        state,
+        config["observation_space"],
+        agent_name=config["agent"],
+        env_name=config["run"]["env"],
+        seed_index=seed_index,
+    )

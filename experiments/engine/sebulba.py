@@ -35,8 +35,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from purerl.agents.registry import Recipe
-from purerl.core import DEVICE_AXIS, EpisodeStats, Transition, random_actions, reset_carry
+from purerl.core import (
+    DEVICE_AXIS,
+    EpisodeStats,
+    Recipe,
+    Transition,
+    random_actions,
+    reset_carry,
+)
 from purerl.envs.host import HostEnvError, HostVecEnv
 from purerl.envs.wrappers import HostRewardScale
 from purerl.experiments.engine.loop import (
@@ -45,6 +51,7 @@ from purerl.experiments.engine.loop import (
     LearnStep,
     Runner,
     make_learner,
+    place_like,
     trajectory_example,
 )
 
@@ -397,8 +404,6 @@ class HostLoop:
     def with_agent_states(self, runner: HostRunner, states: Any) -> HostRunner:
         """`runner` with the agent state (leaves `[1, ...]`) replaced by `states`, for the
         learner and every version the actor holds."""
-        from purerl.experiments.engine.anakin import place_like
-
         learner = runner.learner._replace(
             agent_state=place_like(runner.learner.agent_state, states)
         )
@@ -504,9 +509,10 @@ def prefer_sequential_cpu_ops(inline: bool = False) -> None:
         jax.config.update(ASYNC_DISPATCH, False)
 
 
-def updates_per_rollout(steps_per_update: int, off_policy: bool) -> int:
-    """Learner updates per rollout: 1 on-policy; off-policy enough that a rollout holds at
-    least `OFF_POLICY_ROLLOUT_STEPS` env steps (fewer, larger messages between threads)."""
-    if not off_policy:
+def updates_per_rollout(steps_per_update: int, acts_ahead: bool) -> int:
+    """Learner updates per rollout: 1 on-policy; where acting may run ahead (replay), enough
+    that a rollout holds at least `OFF_POLICY_ROLLOUT_STEPS` env steps (fewer, larger
+    messages between threads)."""
+    if not acts_ahead:
         return 1
     return max(1, -(-OFF_POLICY_ROLLOUT_STEPS // steps_per_update))

@@ -124,14 +124,12 @@ def test_clipped_rewards_reach_the_learner_while_raw_returns_are_logged(tmp_path
     import threading
 
     from purerl.agents import registry
-    from purerl.experiments.engine.trainer import build_loop
+    from purerl.experiments.engine.build import build_loop
 
     entry = registry.get("ppo")
     config = entry.config_class()(num_envs=2, num_steps=200, num_minibatches=2)
     run = RunConfig(env="gymnasium:Pendulum-v1", clip_rewards=True, num_devices=1)
-    loop, _, _, _ = build_loop(
-        run, lambda c: entry.recipe(config, c), config.env_steps_per_update, False
-    )
+    loop = build_loop(run, lambda c: entry.recipe(config, c)).loop
     runner = loop.init()
     state = loop._to_actor(runner.learner)
     position = (runner.actor_key, runner.actor_carry, runner.actor_done, runner.actor_steps)

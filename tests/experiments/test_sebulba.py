@@ -233,15 +233,13 @@ def test_rendering_without_pygame_names_the_extra():
 
 def test_resume_says_how_host_envs_come_back_and_can_rebuild_them():
     from purerl.agents.registry import get
+    from purerl.experiments.engine.build import build_loop
     from purerl.experiments.engine.config import RunConfig
-    from purerl.experiments.engine.trainer import build_loop
 
     entry = get("ppo")
     config = entry.config_class()(num_envs=2, num_steps=8, num_minibatches=1)
     run = RunConfig(env="gymnasium:CartPole-v1", num_devices=1, total_timesteps=64)
-    loop, _, _, _ = build_loop(
-        run, lambda c: entry.recipe(config, c), config.env_steps_per_update, False
-    )
+    loop = build_loop(run, lambda c: entry.recipe(config, c)).loop
     try:
         loop.init()
         saved = loop.host_state()
@@ -271,7 +269,8 @@ def test_the_host_loop_sets_its_xla_cpu_flag_before_jax_starts_its_backend(
     script = f"""
 import sys
 from jax._src import xla_bridge
-from purerl.experiments import cli, {agent} as agent, sebulba
+from purerl.experiments import cli, {agent} as agent
+from purerl.experiments.engine import sebulba
 seen = []
 real = sebulba.prefer_sequential_cpu_ops
 def spy(inline=False):

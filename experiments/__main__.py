@@ -1,0 +1,5 @@
+"""`python -m purerl.experiments AGENT ...`: the `purerl` command (see `purerl.experiments.cli`)."""
+
+from purerl.experiments.cli import purerl_main
+
+purerl_main()
