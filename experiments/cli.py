@@ -6,7 +6,9 @@ the tools beside them (`purerl plot`, `enjoy`, `resume`, `check-envs`, `benchmar
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import os
 import sys
 import types
@@ -65,9 +67,27 @@ def experiment_class(name: str) -> type:
     return cls
 
 
+def format_error(message: str) -> str:
+    """A user error in purerl's one style: `error: ` and what is wrong on the first line,
+    what to do on the lines after it, indented. A message of one line is split after its
+    first sentence (or clause), which says what is wrong."""
+    lines = [line for line in str(message).strip().splitlines() if line.strip()]
+    if not lines:
+        return "error: (no message)"
+    first, rest = lines[0], [line.strip() for line in lines[1:]]
+    if not rest:
+        for mark in (". ", "; "):
+            at = first.replace("e.g. ", "e.g.\0").replace("i.e. ", "i.e.\0").find(mark)
+            if 0 < at < len(first) - 2:
+                first, rest = first[: at + 1], [first[at + 2 :].strip()]
+                break
+    return "\n".join([f"error: {first}", *(f"  {line}" for line in rest)])
+
+
 def cli_main(fn: Callable[[], Any]) -> None:
-    """Runs a script's main, turning configuration errors into a one-line message. On a CPU
-    it first makes one JAX device per core, for runs spread over them (`config.layout`)."""
+    """Runs a script's main, turning user errors into purerl's one style (`format_error`),
+    exit code 2. On a CPU it first makes one JAX device per core, for runs spread over them
+    (`config.layout`)."""
     from purerl.experiments.engine.config import use_cpu_cores
 
     if not any(a == "--coordinator" or a.startswith("--coordinator=") for a in sys.argv):
@@ -80,15 +100,26 @@ def cli_main(fn: Callable[[], Any]) -> None:
     except (ValueError, TypeError, FloatingPointError) as e:
         if os.environ.get("PURERL_TRACEBACK"):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(format_error(_with_agents_hint(str(e))), file=sys.stderr)
         sys.exit(2)
     except HostEnvError as e:  # The user's environment failed; its traceback is theirs.
         import traceback
 
         if e.__cause__ is not None:
             traceback.print_exception(e.__cause__.__cause__ or e.__cause__, file=sys.stderr)
-        print(f"error: {e}", file=sys.stderr)
+        print(format_error(str(e)), file=sys.stderr)
         sys.exit(1)
+
+
+def _with_agents_hint(message: str) -> str:
+    """An action-space refusal with the registered agents that take the env's actions."""
+    if not ("needs a discrete action space" in message or "needs a continuous" in message):
+        return message
+    from purerl.experiments.agent_lists import agents_for
+
+    kind = "continuous" if "needs a discrete" in message else "discrete"
+    names = agents_for(kind)
+    return f"{message}\nAgents for {kind} actions: {', '.join(names)}." if names else message
 
 
 def resume_configs(args: Any, agent_name: str, extend: bool = False) -> tuple[RunConfig, Any]:
@@ -139,7 +170,34 @@ def parse(cls: type, argv: list[str] | None = None, prog: str | None = None) -> 
     path = _config_path(argv)
     if path is not None:
         default = _from_yaml(cls, path)
-    return tyro.cli(cls, args=argv, default=default, prog=prog, config=(tyro.conf.OmitArgPrefixes,))
+    config = (tyro.conf.OmitArgPrefixes,)
+    if "-h" in argv or "--help" in argv:  # tyro's own page, drawn for this terminal.
+        return tyro.cli(cls, args=argv, default=default, prog=prog, config=config)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            return tyro.cli(cls, args=argv, default=default, prog=prog, config=config)
+    except SystemExit as e:
+        if e.code in (0, None):
+            sys.stdout.write(out.getvalue())
+            sys.stderr.write(err.getvalue())
+            raise
+        print(format_error(_plain(err.getvalue() + out.getvalue(), prog)), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _plain(panel: str, prog: str | None) -> str:
+    """tyro's boxed error panel as plain lines: what is wrong, then the option's help."""
+    lines = []
+    for line in panel.splitlines():
+        line = line.strip().strip("│╭╮╰╯").strip()
+        if not line or set(line) <= set("─━═╭╮╰╯│-+| ") or line.startswith(("For full helptext",)):
+            continue
+        lines.append(line)
+    if lines and lines[0].endswith(("error", "options", "arguments")) and len(lines) > 1:
+        lines = lines[1:]  # The panel's title (its first line is the message itself).
+    lines.append(f"{prog or 'the command'} --help lists every option")
+    return "\n".join(lines)
 
 
 def _config_path(argv: list[str]) -> str | None:
@@ -169,8 +227,12 @@ def _from_yaml(cls: type, path: str) -> Any:
         name = str(key).replace("-", "_")
         owner = next((part for part, names in fields.items() if name in names), None)
         if owner is None:
+            import difflib
+
             known = sorted(n for names in fields.values() for n in names)
-            raise ValueError(f"--config {path}: unknown option {key!r}; options are {known}.")
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else "see --help for the options"
+            raise ValueError(f"--config {path}: unknown option {key!r}.\n{hint}")
         hint = typing.get_type_hints(type(parts[owner]))[name]
         if name == "sweep" and isinstance(value, dict):  # {name: [values]} as NAME=V1,V2.
             value = [

@@ -7,10 +7,12 @@ import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax
 from jax.sharding import Mesh
 from purerl import envs
-from purerl.core import Context, Recipe
+from purerl.core import Context, EnvSpec, Recipe
 from purerl.envs.atari import clips_rewards
+from purerl.envs.base import env_spec
 from purerl.experiments.engine import anakin, distributed, sebulba
 from purerl.experiments.engine.config import (
     Plan,
@@ -56,6 +58,13 @@ def sizes(build: Build) -> Recipe:
     return build(Context(num_devices=1, num_updates=1))
 
 
+def check_agent(recipe: Recipe, spec: EnvSpec) -> None:
+    """Traces the agent's `init` on the env's spaces (shapes only, nothing runs), so that an
+    agent that cannot act in the env (a discrete-action agent on a `Box`, say) is refused
+    before the run directory is made."""
+    jax.eval_shape(lambda key: recipe.agent.init(key, spec), jax.random.key(0))
+
+
 def build_loop(run: RunConfig, build: Build, sweep: Swept | None = None) -> Built:
     """The loop `run` trains on, with the recipe `build(context)` makes for its devices and
     length. `sweep` is `(Sweep, context -> (row -> recipe))`."""
@@ -83,6 +92,7 @@ def build_loop(run: RunConfig, build: Build, sweep: Swept | None = None) -> Buil
     # Spread runs each train whole on one device: the recipe is sized for one.
     context = Context(1 if spread else num_devices, the_plan.num_updates)
     recipe = build(context)
+    check_agent(recipe, env_spec(env, env_params))
     swept = None if sweep is None else (sweep[0].values(run.num_seeds), sweep[1](context))
     loop = anakin.DeviceLoop(
         recipe,
@@ -143,6 +153,7 @@ def _host_loop(
     k = sebulba.updates_per_rollout(first.env_steps_per_update, first.acts_ahead)
     the_plan = run_plan(run, first, host=True)
     recipe = build(Context(mesh.devices.size, the_plan.num_updates))
+    check_agent(recipe, envs.spec(run.env, run.env_params))
     vec_env = envs.host_vec_env(made, recipe.num_envs, run.env, run.host_envs)
     loop = sebulba.HostLoop(
         recipe,
