@@ -84,8 +84,7 @@ class Checkpoints:
         if step is None:
             raise ValueError(
                 f"No checkpoint to resume from in {self.directory}: the run stopped before "
-                "its first one (or, finished in under a minute, kept none: --checkpoint-every "
-                "N keeps them). Start it again without --resume."
+                "its first one. Start it again without --resume."
             )
         saved, wanted = self.saved_shapes(), shapes(target)
         differ = [p for p in wanted if p in (saved or {}) and saved[p] != wanted[p]]

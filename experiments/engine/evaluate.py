@@ -45,6 +45,36 @@ class Episodes(NamedTuple):
     truncated: Any
 
 
+def no_episodes(episode_return: Any, episode_length: Any, xp: Any) -> Episodes:
+    """`Episodes` none of which has ended yet, shaped and typed like the envs' running totals
+    `episode_return[N]` and `episode_length[N]` (`xp`: `jax.numpy` on the device, NumPy on
+    the host)."""
+    none = xp.zeros(episode_return.shape, bool)
+    return Episodes(xp.zeros_like(episode_return), none, xp.zeros_like(episode_length), none)
+
+
+def tally(
+    episodes: Episodes,
+    ended: Any,
+    episode_return: Any,
+    episode_length: Any,
+    terminated: Any,
+    truncated: Any,
+    xp: Any,
+) -> Episodes:
+    """`episodes` after one step of every env copy: each entry follows its copy's running
+    episode (`episode_*`, the ended episode's totals where `ended`) up to that episode's end,
+    and holds from then on, so an episode unfinished at the step limit keeps its return and
+    length so far. The evaluations of both loops count episodes with it."""
+    done = episodes.finished
+    return Episodes(
+        xp.where(done, episodes.returns, episode_return),
+        done | ended,
+        xp.where(done, episodes.lengths, episode_length),
+        xp.where(done, episodes.truncated, truncated & ~terminated),
+    )
+
+
 def stateless(fn: Callable[[Any, jax.Array], jax.Array]) -> Policy:
     """A `Policy` from a plain `fn(obs[B, ...], key) -> action[B]`."""
     return Policy(lambda carry, obs, key: (fn(obs, key), carry), lambda batch_size: ())
@@ -58,6 +88,12 @@ def greedy_policy(agent: Agent, state: Any) -> Policy:
         return action, carry
 
     return Policy(step, agent.initial_carry)
+
+
+def eval_policy(agent: Agent, state: Any, epsilon: float, action_space: Any) -> Policy:
+    """What both loops evaluate: the agent's deterministic policy at `state`, acting
+    uniformly at random with probability `epsilon` (`epsilon_greedy`)."""
+    return epsilon_greedy(greedy_policy(agent, state), epsilon, action_space)
 
 
 def check_eval_epsilon(epsilon: float, action_space: Any) -> int:
@@ -110,38 +146,32 @@ def evaluate(
     vec = VecEnv(EpisodeStatistics(env), num_episodes)
     reset_key, key = jax.random.split(key)
     obs, state = vec.reset(reset_key, env_params)
-    zeros = jnp.zeros((num_episodes,), jnp.float32)
-    done = jnp.zeros((num_episodes,), bool)
 
     def cond(loop):
-        t, done = loop[0], loop[5]
-        return (t < max_steps) & ~jnp.all(done)
+        t, episodes = loop[0], loop[-1]
+        return (t < max_steps) & ~jnp.all(episodes.finished)
 
     def body(loop):
         # Each env stops counting at its first episode end, so its carry is never reset.
-        t, key, obs, state, carry, done, returns, lengths, truncated = loop
+        t, key, obs, state, carry, episodes = loop
         key, act_key, step_key = jax.random.split(key, 3)
         action, carry = policy.step(carry, obs, act_key)
         obs, state, _, terminated, cut, info = vec.step(step_key, state, action, env_params)
-        returns = jnp.where(done, returns, info["episode_return"])
-        lengths = jnp.where(done, lengths, info["episode_length"])
-        truncated = jnp.where(done, truncated, cut & ~terminated)
-        done = done | info["episode_done"]
-        return t + 1, key, obs, state, carry, done, returns, lengths, truncated
+        episodes = tally(
+            episodes,
+            info["episode_done"],
+            info["episode_return"],
+            info["episode_length"],
+            terminated,
+            cut,
+            jnp,
+        )
+        return t + 1, key, obs, state, carry, episodes
 
-    loop = (
-        jnp.zeros((), jnp.int32),
-        key,
-        obs,
-        state,
-        policy.initial_carry(num_episodes),
-        done,
-        zeros,
-        jnp.zeros((num_episodes,), jnp.int32),
-        done,
-    )
-    *_, done, returns, lengths, truncated = jax.lax.while_loop(cond, body, loop)
-    return Episodes(returns, done, lengths, truncated)
+    episodes = no_episodes(state.episode_return, state.episode_length, jnp)
+    carry = policy.initial_carry(num_episodes)
+    loop = (jnp.zeros((), jnp.int32), key, obs, state, carry, episodes)
+    return jax.lax.while_loop(cond, body, loop)[-1]
 
 
 def evaluate_host(
@@ -169,36 +199,29 @@ def evaluate_host(
         if renderer is not None:
             renderer.reset(seed=EVAL_SEED_OFFSET + seed)
             frames.append(_frame(renderer, env_name))
-        returns = np.zeros(num_episodes, np.float64)
-        lengths = np.zeros(num_episodes, np.int64)
-        done = np.zeros(num_episodes, bool)
-        truncated = np.zeros(num_episodes, bool)
+        episodes = no_episodes(vec.episode_return, vec.episode_length, np)
         carry = policy.initial_carry(num_episodes)
         for _ in range(max_steps):
             key, act_key = jax.random.split(key)
             action, carry = policy.step(carry, obs, act_key)
             action = np.asarray(action)
             obs, _, terminated, cut, _, ended_return, ended_length, ended = vec.step(action)
-            if renderer is not None and not done[0]:
+            if renderer is not None and not episodes.finished[0]:
                 renderer.step(action[0])
                 frames.append(_frame(renderer, env_name))
-            first = ended & ~done
-            returns = np.where(first, ended_return, returns)
-            lengths = np.where(first, ended_length, lengths)
-            truncated = np.where(first, cut & ~terminated, truncated)
-            done |= ended
-            if done.all():
+            # The running totals, or the ended episode's (the vector env reset them).
+            episode_return = np.where(ended, ended_return, vec.episode_return)
+            episode_length = np.where(ended, ended_length, vec.episode_length)
+            episodes = tally(episodes, ended, episode_return, episode_length, terminated, cut, np)
+            if episodes.finished.all():
                 break
-        else:
-            returns = np.where(done, returns, vec.episode_return)
-            lengths = np.where(done, lengths, vec.episode_length)
     finally:
         vec.close()
         if renderer is not None:
             renderer.close()
     if render_to:
         write_video(render_to, frames, _fps(renderer))
-    return Episodes(returns, done, lengths, truncated)
+    return episodes
 
 
 EVAL_SEED_OFFSET = 1_000_003  # Evaluation envs' seeds, apart from the training envs'.

@@ -60,11 +60,17 @@ def check_resumable(run_dir: Path, finished: bool, extending: bool) -> None:
             f"{run_dir} --total-timesteps N (more steps than it has), or start a new run "
             f"from its agent with --init-from {run_dir}."
         )
+    require_checkpoint(run_dir)
+
+
+def require_checkpoint(run_dir: Path) -> None:
+    """Refuses to resume a run that has no checkpoint, naming what can be done instead."""
     if not Checkpoints.exists(run_dir):
         raise ValueError(
             f"{run_dir} has no checkpoint to continue from (it stopped before its first, or "
             f"ran with --checkpoint-every 0). Start a new run from its agent with "
-            f"--init-from {run_dir}, or train it again without --resume."
+            f"--init-from {run_dir} (where it saved a policy), or train it again without "
+            "--resume."
         )
 
 

@@ -219,6 +219,8 @@ class _Run:
                 "all see): its default name holds the start time, which the processes may "
                 "not share."
             )
+        if run.resume:  # Refused before anything is written into the run.
+            restore.require_checkpoint(Path(run.resume))
         if run.eval_epsilon:  # Refused now, not after training.
             from purerl import envs
             from purerl.experiments.engine.evaluate import check_eval_epsilon

@@ -329,9 +329,11 @@ def test_a_start_that_failed_does_not_lock_its_run_directory(tmp_path, capsys):
 
     run = RunConfig(total_timesteps=2048, run_dir=str(tmp_path / "r"), quiet=True, num_devices=1)
     with pytest.raises(ValueError, match="SAC needs a continuous"):
-        sac.run(run, SACConfig())  # CartPole's actions are discrete: fails at startup.
-    assert (tmp_path / "r" / "config.json").exists()
-    with pytest.raises(ValueError, match="No checkpoint to resume from.*without --resume"):
+        sac.run(run, SACConfig())  # CartPole's actions are discrete: refused before the run.
+    assert not (tmp_path / "r").exists()  # Nothing written for a refused start.
+    (tmp_path / "r").mkdir()  # A start that failed later (a host env's first step, say).
+    (tmp_path / "r" / "config.json").write_text('{"agent": "ppo", "run": {}}')
+    with pytest.raises(ValueError, match="no checkpoint to continue from.*--init-from"):
         ppo.run(dataclasses.replace(run, resume=str(tmp_path / "r")), SMALL_PPO)
     summary = ppo.run(dataclasses.replace(run, plot=False), SMALL_PPO)  # Same directory.
     assert summary["agent"] == "ppo"
