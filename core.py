@@ -243,6 +243,27 @@ def maybe_pmean(tree: Any, axis_name: str | None) -> Any:
     return jax.tree.unflatten(treedef, out)
 
 
+def require_positive(value: Any, what: str) -> int:
+    """`value` as an `int`, or a clear error unless it is at least 1 (`what` names it)."""
+    if int(value) < 1:
+        raise ValueError(f"{what} must be a positive integer; got {value}.")
+    return int(value)
+
+
+def require_positive_fields(config: Any, *fields: str) -> None:
+    """A clear error unless each of `config`'s `fields` is a positive integer (for a config's
+    `__post_init__`)."""
+    for field in fields:
+        require_positive(getattr(config, field), f"{type(config).__name__}.{field}")
+
+
+def require_array_observations(space: gymnasium.spaces.Space, agent: str) -> tuple[int, ...]:
+    """The shape of an observation space of arrays (a `Box`, ...), or a clear error."""
+    if space.shape is None:
+        raise ValueError(f"{agent} needs array observations; got {space}.")
+    return tuple(space.shape)
+
+
 def require_discrete(space: gymnasium.spaces.Space, agent: str) -> int:
     """Returns the number of actions of a `Discrete` space, or a clear error."""
     if not isinstance(space, gymnasium.spaces.Discrete):
@@ -272,6 +293,18 @@ def require_box(space: gymnasium.spaces.Space, agent: str) -> tuple[np.ndarray, 
             f"got {space}. Wrap the environment to bound its actions."
         )
     return low, high
+
+
+def to_bounds(action: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
+    """A policy's action in `[-1, 1]` mapped linearly onto the bounds `[low, high]` of a `Box`
+    action space (`require_box`'s)."""
+    return low + 0.5 * (action + 1.0) * (high - low)
+
+
+def from_bounds(action: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
+    """An env action in `[low, high]` mapped back to the policy's `[-1, 1]` (`to_bounds`'
+    inverse; stored actions, for critics)."""
+    return 2.0 * (action - low) / (high - low) - 1.0
 
 
 def random_actions(space: gymnasium.spaces.Space, key: PRNGKey, batch_size: int) -> jax.Array:

@@ -1,6 +1,7 @@
-"""What the continuous-control agents (SAC, TD3, DDPG) share, written once: actions between
-the policy's `[-1, 1]` and the action space's bounds, and the critics' regression to a
-bootstrapped target. Polyak targets are `optax.incremental_update`; the critics are
+"""What the continuous-control agents (SAC, TD3, DDPG) share, written once: their options,
+their replay recipe and the critics' regression to a bootstrapped target (actions map
+between the policy's `[-1, 1]` and the action space's bounds by `core.to_bounds` and
+`core.from_bounds`). Polyak targets are `optax.incremental_update`; the critics are
 `networks.TwinQ` (two, or one for DDPG)."""
 
 from __future__ import annotations
@@ -14,20 +15,9 @@ import jax
 import jax.numpy as jnp
 import optax
 from purerl.agents.options import NetworkOptions, OptimizerOptions
-from purerl.core import DEVICE_AXIS, Agent, Context, Recipe
+from purerl.core import DEVICE_AXIS, Agent, Context, Recipe, require_positive_fields
 from purerl.replay import Schedule
 from purerl.replay.options import ReplayOptions
-
-
-def to_bounds(action: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
-    """A policy's action in `[-1, 1]` mapped linearly onto `[low, high]`."""
-    return low + 0.5 * (action + 1.0) * (high - low)
-
-
-def from_bounds(action: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
-    """An env action in `[low, high]` mapped back to `[-1, 1]` (stored actions, for the
-    critics)."""
-    return 2.0 * (action - low) / (high - low) - 1.0
 
 
 def critics_loss(
@@ -98,11 +88,7 @@ class ActorCriticOptions(ReplayOptions, NetworkOptions, OptimizerOptions):
         self.check_optimizer_options()
         self.check_network()
         self.check_replay()
-        for field in ("num_envs", "train_frequency", "gradient_steps"):
-            if int(getattr(self, field)) < 1:
-                raise ValueError(
-                    f"{name}.{field} must be a positive integer; got {getattr(self, field)}."
-                )
+        require_positive_fields(self, "num_envs", "train_frequency", "gradient_steps")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"{name}.tau must be in (0, 1]; got {self.tau}.")
         if not 0.0 <= self.gamma <= 1.0:
@@ -124,9 +110,9 @@ def replay_recipe(
 ) -> Recipe:
     """An off-policy actor-critic's data path (uniform or prioritised replay, one shard per
     device) and schedule (`gradient_steps` every `train_frequency` vector steps, after
-    `learning_starts` random steps), with its agent from `make(config, axis_name,
-    num_updates)`."""
+    `learning_starts` random steps), with its agent from `make(config, num_updates=...,
+    axis_name=...)`."""
     data = config.replay(context.num_devices, context.num_updates * config.gradient_steps)
-    agent = make(config, axis_name=DEVICE_AXIS, num_updates=context.num_updates)
+    agent = make(config, num_updates=context.num_updates, axis_name=DEVICE_AXIS)
     schedule = Schedule(config.train_frequency, config.gradient_steps, config.learning_starts)
     return Recipe(agent, data, schedule, config.num_envs, config.gamma)

@@ -23,6 +23,7 @@ import numpy as np
 import optax
 import rlax
 from flax import struct
+from purerl.agents.optimizers import apply_gradients
 from purerl.agents.options import NetworkOptions, OptimizerOptions
 from purerl.core import (
     DEVICE_AXIS,
@@ -34,7 +35,9 @@ from purerl.core import (
     Recipe,
     feed_forward,
     maybe_pmean,
+    require_array_observations,
     require_discrete,
+    require_positive_fields,
 )
 from purerl.networks import QNetwork
 from purerl.networks.noisy import NOISE
@@ -126,17 +129,14 @@ class DQNConfig(ReplayOptions, NetworkOptions, OptimizerOptions):
                 f"{name}.distribution must be one of {DISTRIBUTIONS}; got {self.distribution!r}."
             )
         self.check_replay()
-        for field in (
+        require_positive_fields(
+            self,
             "num_envs",
             "train_frequency",
             "target_update_period",
             "epsilon_decay_steps",
             "n_step",
-        ):
-            if int(getattr(self, field)) < 1:
-                raise ValueError(
-                    f"{name}.{field} must be a positive integer; got {getattr(self, field)}."
-                )
+        )
         if self.distribution != "none" and self.num_atoms < 2:
             raise ValueError(
                 f"{name}.num_atoms must be at least 2 for a {self.distribution} distribution; "
@@ -395,9 +395,8 @@ def apply_q_update(
     """The online network's optimizer step on `grads` (averaged over `axis_name`), then the
     target network's update (Polyak step `tau` every `target_update_period` steps); returns
     the new state and the averaged gradients."""
-    grads = maybe_pmean(grads, axis_name)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    grads = maybe_pmean(grads, axis_name)  # Averaged here: the metrics report their norm.
+    params, opt_state = apply_gradients(grads, state.opt_state, state.params, tx)
     steps = state.steps + 1
     target_params = optax.periodic_update(
         optax.incremental_update(params, state.target_params, config.tau),
@@ -410,13 +409,15 @@ def apply_q_update(
     ), grads
 
 
-def make(config: DQNConfig, axis_name: str | None = None, num_updates: int | None = None) -> Agent:
+def make(
+    config: DQNConfig, *, num_updates: int | None = None, axis_name: str | None = None
+) -> Agent:
     """Builds a value-based agent (DQN or any variant its config names).
 
     Args:
       config: the hyperparameters.
-      axis_name: a named device axis to average gradients over (data-parallel learner).
       num_updates: learner updates in the run (the horizon of a decaying `lr_schedule`).
+      axis_name: a named device axis to average gradients over (data-parallel learner).
     """
     epsilon = optax.linear_schedule(
         config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps
@@ -443,9 +444,7 @@ def make(config: DQNConfig, axis_name: str | None = None, num_updates: int | Non
 
     def init(key: jax.Array, spec: EnvSpec) -> DQNState:
         num_actions = require_discrete(spec.action_space, name)
-        shape = spec.observation_space.shape
-        if shape is None:
-            raise ValueError(f"{name} needs array observations; got {spec.observation_space}.")
+        shape = require_array_observations(spec.observation_space, name)
         network = QNetwork(
             config.make_torso(shape),
             num_actions,
@@ -530,6 +529,6 @@ def recipe(config: DQNConfig, context: Context) -> Recipe:
     """The data path (uniform or prioritised replay of windows of `n_step` steps, one shard
     per device) and schedule (one gradient step every `train_frequency` vector steps)."""
     data = config.replay(context.num_devices, context.num_updates, sequence_length=config.n_step)
-    agent = make(config, axis_name=DEVICE_AXIS, num_updates=context.num_updates)
+    agent = make(config, num_updates=context.num_updates, axis_name=DEVICE_AXIS)
     schedule = Schedule(rollout_length=config.train_frequency)
     return Recipe(agent, data, schedule, config.num_envs, config.gamma)

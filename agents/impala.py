@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 import rlax
+from purerl.agents.optimizers import apply_gradients
 from purerl.agents.options import NetworkOptions, OptimizerOptions
 from purerl.agents.ppo import RAW_ACTION, PPOState, actor_critic, fold_episode_ends
 from purerl.core import (
@@ -28,6 +29,7 @@ from purerl.core import (
     Recipe,
     Transition,
     maybe_pmean,
+    require_positive_fields,
 )
 from purerl.networks import ActorCritic
 from purerl.replay import Schedule, on_policy
@@ -71,11 +73,7 @@ class IMPALAConfig(NetworkOptions, OptimizerOptions):
     def __post_init__(self) -> None:
         self.check_optimizer_options()
         self.check_network()
-        for name in ("num_envs", "num_steps"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(
-                    f"IMPALAConfig.{name} must be a positive integer; got {getattr(self, name)}."
-                )
+        require_positive_fields(self, "num_envs", "num_steps")
         if not 0.0 <= self.vtrace_lambda <= 1.0:
             raise ValueError(
                 f"IMPALAConfig.vtrace_lambda must be in [0, 1]; got {self.vtrace_lambda}."
@@ -128,7 +126,7 @@ def vtrace(
 
 
 def make(
-    config: IMPALAConfig, num_updates: int | None = None, axis_name: str | None = None
+    config: IMPALAConfig, *, num_updates: int | None = None, axis_name: str | None = None
 ) -> Agent:
     """Builds an IMPALA agent.
 
@@ -175,12 +173,8 @@ def make(
         del key
         chex.assert_rank(batch.reward, 2)
         grads, metrics = jax.grad(loss, has_aux=True)(state.params, state.network, batch)
-        updates, opt_state = tx.update(maybe_pmean(grads, axis_name), state.opt_state, state.params)
-        new_state = state.replace(
-            params=optax.apply_updates(state.params, updates),
-            opt_state=opt_state,
-            steps=state.steps + 1,
-        )
+        params, opt_state = apply_gradients(grads, state.opt_state, state.params, tx, axis_name)
+        new_state = state.replace(params=params, opt_state=opt_state, steps=state.steps + 1)
         return new_state, maybe_pmean(metrics, axis_name)
 
     return Agent(init=init, act=act, learn=learn, initial_carry=initial_carry)

@@ -8,9 +8,9 @@ beside the policy.
 statistics in the state. `learn` normalises the batch with the same statistics its rollout
 was acted with (so an on-policy agent's stored log-probabilities still match its policy),
 learns, and only then folds the batch's raw observations into the statistics: a count, a
-mean and a variance per observation feature, merged exactly (Chan et al.'s parallel
-update) over the batch and, when made with an `axis_name`, over every device's shard. A
-replay agent updates them from its sampled batches, so they follow what it replays.
+mean and a variance per observation feature (`purerl.running_stats`), merged exactly over
+the batch and, when made with an `axis_name`, over every device's shard. A replay agent
+updates them from its sampled batches, so they follow what it replays.
 """
 
 from __future__ import annotations
@@ -19,52 +19,10 @@ from typing import Any
 
 import gymnasium
 import jax
-import jax.numpy as jnp
 from flax import struct
 from purerl.core import Agent, EnvSpec, Transition
 from purerl.replay.base import Sample
-
-
-@struct.dataclass
-class RunningStats:
-    count: jax.Array  # [] float32, observations seen.
-    mean: jax.Array  # [*obs_shape] float32.
-    var: jax.Array  # [*obs_shape] float32, the population variance.
-
-
-def stats_init(shape: tuple[int, ...]) -> RunningStats:
-    """No observations yet: mean 0 and variance 1, so the first rollout passes unchanged."""
-    return RunningStats(
-        jnp.zeros((), jnp.float32), jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32)
-    )
-
-
-def merge_moments(count: Any, mean: Any, var: Any, n: Any, batch_mean: Any, batch_var: Any) -> Any:
-    """`(count, mean, var)` of two sets of samples merged exactly (Chan et al.'s parallel
-    update), from each one's count, mean and population variance. Plain arithmetic, so it
-    serves NumPy (the host loop's reward scaling) and JAX alike."""
-    total = count + n
-    delta = batch_mean - mean
-    new_mean = mean + delta * n / total
-    m2 = var * count + batch_var * n + delta * delta * count * n / total
-    return total, new_mean, m2 / total
-
-
-def stats_update(stats: RunningStats, x: jax.Array, axis_name: str | None = None) -> RunningStats:
-    """`stats` merged with the observations `x[..., *obs_shape]` (all leading axes are
-    samples), and with every device's `x` over `axis_name`."""
-    x = x.reshape((-1,) + stats.mean.shape).astype(jnp.float32)
-    total = lambda v: v if axis_name is None else jax.lax.psum(v, axis_name)  # noqa: E731
-    n = total(jnp.asarray(x.shape[0], jnp.float32))
-    mean = total(jnp.sum(x, axis=0)) / n
-    var = total(jnp.sum(jnp.square(x - mean), axis=0)) / n
-    return RunningStats(*merge_moments(stats.count, stats.mean, stats.var, n, mean, var))
-
-
-def normalized(stats: RunningStats, x: jax.Array, clip: float, eps: float = 1e-8) -> jax.Array:
-    """`clip((x - mean) / sqrt(var + eps), -clip, clip)`."""
-    z = (jnp.asarray(x, jnp.float32) - stats.mean) / jnp.sqrt(stats.var + eps)
-    return jnp.clip(z, -clip, clip)
+from purerl.running_stats import RunningStats, normalized, stats_init, stats_update
 
 
 @struct.dataclass

@@ -4,7 +4,8 @@ YAML:
 
     --optimizer "adamw(weight_decay=1e-4)" --lr-schedule "warmup_cosine(warmup_steps=1000)"
 
-An agent calls `make_optimizer` and never builds an optax chain by hand.
+An agent calls `make_optimizer` and never builds an optax chain by hand, and takes each
+optimizer step with `apply_gradients`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import optax
+from purerl.core import maybe_pmean
 
 # optax's optimizer aliases that take a learning rate first and update from gradients alone.
 OPTIMIZERS = (
@@ -181,3 +183,18 @@ def make_optimizer(
     if max_grad_norm and max_grad_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), tx)
     return tx
+
+
+def apply_gradients(
+    grads: Any,
+    opt_state: optax.OptState,
+    params: Any,
+    tx: optax.GradientTransformation,
+    axis_name: str | None = None,
+) -> tuple[Any, optax.OptState]:
+    """One optimizer step: `grads` averaged over the named device axis (when given, so the
+    same step serves a single-device and a data-parallel learner), transformed by `tx` and
+    applied to `params`. Returns `(params, opt_state)`."""
+    grads = maybe_pmean(grads, axis_name)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state

@@ -39,6 +39,7 @@ from purerl.core import (
     Metrics,
     Recipe,
     maybe_pmean,
+    require_array_observations,
     require_discrete,
     reset_carry,
     unroll_episodes,
@@ -46,6 +47,7 @@ from purerl.core import (
 from purerl.networks import RecurrentQNetwork
 from purerl.networks.torsos import zero_carry
 from purerl.replay import Sample, Schedule
+from purerl.replay.base import flatten_time
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -99,7 +101,9 @@ class R2D2Config(DQNConfig):
         return is_recurrent(self.torso)
 
 
-def make(config: R2D2Config, axis_name: str | None = None, num_updates: int | None = None) -> Agent:
+def make(
+    config: R2D2Config, *, num_updates: int | None = None, axis_name: str | None = None
+) -> Agent:
     """Builds an R2D2 agent (see the module doc)."""
     epsilon = optax.linear_schedule(
         config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps
@@ -112,9 +116,7 @@ def make(config: R2D2Config, axis_name: str | None = None, num_updates: int | No
 
     def init(key: jax.Array, spec: EnvSpec) -> DQNState:
         num_actions = require_discrete(spec.action_space, "R2D2")
-        shape = spec.observation_space.shape
-        if shape is None:
-            raise ValueError(f"R2D2 needs array observations; got {spec.observation_space}.")
+        shape = require_array_observations(spec.observation_space, "R2D2")
         network = RecurrentQNetwork(config.make_torso(shape), num_actions, config.dueling)
         obs = jnp.zeros((1,) + tuple(shape), spec.observation_space.dtype)
         params = network.init(key, initial_carry(1), obs)
@@ -138,8 +140,7 @@ def make(config: R2D2Config, axis_name: str | None = None, num_updates: int | No
 
     def next_q(network: Any, params: Any, after: Any, next_obs: jax.Array) -> jax.Array:
         """Q at each step's next observation `[L, N, A]`, with the carry after that step."""
-        flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
-        _, q = network.apply(params, jax.tree.map(flat, after), flat(next_obs))
+        _, q = network.apply(params, flatten_time(after), flatten_time(next_obs))
         return q.reshape(next_obs.shape[:2] + q.shape[-1:])
 
     def learn(state: DQNState, sample: Sample, key: jax.Array) -> tuple[DQNState, Metrics]:
@@ -209,6 +210,6 @@ def recipe(config: R2D2Config, context: Context) -> Recipe:
     data = config.replay(
         context.num_devices, context.num_updates, sequence_length=config.sequence_length
     )
-    agent = make(config, axis_name=DEVICE_AXIS, num_updates=context.num_updates)
+    agent = make(config, num_updates=context.num_updates, axis_name=DEVICE_AXIS)
     schedule = Schedule(rollout_length=config.train_frequency)
     return Recipe(agent, data, schedule, config.num_envs, config.gamma)

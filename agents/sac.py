@@ -14,13 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from purerl.agents.continuous import (
-    ActorCriticOptions,
-    critics_loss,
-    from_bounds,
-    replay_recipe,
-    to_bounds,
-)
+from purerl.agents.continuous import ActorCriticOptions, critics_loss, replay_recipe
+from purerl.agents.optimizers import apply_gradients
 from purerl.core import (
     PRIORITIES,
     Agent,
@@ -29,8 +24,11 @@ from purerl.core import (
     Metrics,
     Recipe,
     feed_forward,
+    from_bounds,
     maybe_pmean,
+    require_array_observations,
     require_box,
+    to_bounds,
 )
 from purerl.networks import TanhGaussianPolicy, TwinQ
 from purerl.replay import Sample
@@ -124,13 +122,15 @@ def alpha_loss(log_alpha: jax.Array, log_prob: jax.Array, target_entropy: float)
     return -log_alpha * jnp.mean(jax.lax.stop_gradient(log_prob) + target_entropy)
 
 
-def make(config: SACConfig, axis_name: str | None = None, num_updates: int | None = None) -> Agent:
+def make(
+    config: SACConfig, *, num_updates: int | None = None, axis_name: str | None = None
+) -> Agent:
     """Builds a SAC agent.
 
     Args:
       config: the hyperparameters.
-      axis_name: a named device axis to average gradients over (data-parallel learner).
       num_updates: learner updates in the run (the horizon of a decaying `lr_schedule`).
+      axis_name: a named device axis to average gradients over (data-parallel learner).
     """
     total = num_updates * config.gradient_steps if num_updates else None
 
@@ -140,9 +140,7 @@ def make(config: SACConfig, axis_name: str | None = None, num_updates: int | Non
 
     def init(key: jax.Array, spec: EnvSpec) -> SACState:
         low, high = require_box(spec.action_space, "SAC")
-        shape = spec.observation_space.shape
-        if shape is None:
-            raise ValueError(f"SAC needs array observations; got {spec.observation_space}.")
+        shape = require_array_observations(spec.observation_space, "SAC")
         common = dict(layer_norm=config.layer_norm, kernel_init=config.kernel_init)
         actor = TanhGaussianPolicy(config.make_torso(shape), low.shape[0])
         critic = TwinQ(config.hidden_sizes, config.activation, len(shape), **common)
@@ -210,11 +208,9 @@ def make(config: SACConfig, axis_name: str | None = None, num_updates: int | Non
         (c_loss, td), grads = jax.value_and_grad(critic_objective, has_aux=True)(
             state.critic_params
         )
-        grads = maybe_pmean(grads, axis_name)
-        updates, critic_opt_state = critic_tx.update(
-            grads, state.critic_opt_state, state.critic_params
+        critic_params, critic_opt_state = apply_gradients(
+            grads, state.critic_opt_state, state.critic_params, critic_tx, axis_name
         )
-        critic_params = optax.apply_updates(state.critic_params, updates)
 
         def actor_objective(params: Any) -> tuple[jax.Array, jax.Array]:
             pi_action, log_prob = state.actor.apply(params, batch.obs).sample_and_log_prob(
@@ -226,18 +222,17 @@ def make(config: SACConfig, axis_name: str | None = None, num_updates: int | Non
         (a_loss, log_prob), grads = jax.value_and_grad(actor_objective, has_aux=True)(
             state.actor_params
         )
-        grads = maybe_pmean(grads, axis_name)
-        updates, actor_opt_state = actor_tx.update(grads, state.actor_opt_state, state.actor_params)
-        actor_params = optax.apply_updates(state.actor_params, updates)
+        actor_params, actor_opt_state = apply_gradients(
+            grads, state.actor_opt_state, state.actor_params, actor_tx, axis_name
+        )
 
         entropy_target = target_entropy(state)
         t_loss, grad = jax.value_and_grad(alpha_loss)(state.log_alpha, log_prob, entropy_target)
         log_alpha, alpha_opt_state = state.log_alpha, state.alpha_opt_state
         if config.autotune_alpha:
-            updates, alpha_opt_state = alpha_tx.update(
-                maybe_pmean(grad, axis_name), alpha_opt_state, log_alpha
+            log_alpha, alpha_opt_state = apply_gradients(
+                grad, alpha_opt_state, log_alpha, alpha_tx, axis_name
             )
-            log_alpha = optax.apply_updates(log_alpha, updates)
 
         target = optax.incremental_update(critic_params, state.target_critic_params, config.tau)
         metrics = {

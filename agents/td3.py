@@ -15,13 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from purerl.agents.continuous import (
-    ActorCriticOptions,
-    critics_loss,
-    from_bounds,
-    replay_recipe,
-    to_bounds,
-)
+from purerl.agents.continuous import ActorCriticOptions, critics_loss, replay_recipe
+from purerl.agents.optimizers import apply_gradients
 from purerl.core import (
     PRIORITIES,
     Agent,
@@ -30,8 +25,12 @@ from purerl.core import (
     Metrics,
     Recipe,
     feed_forward,
+    from_bounds,
     maybe_pmean,
+    require_array_observations,
     require_box,
+    require_positive_fields,
+    to_bounds,
 )
 from purerl.networks import DeterministicPolicy, TwinQ
 from purerl.replay import Sample
@@ -68,11 +67,7 @@ class TD3Config(ActorCriticOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         name = type(self).__name__
-        for field in ("num_critics", "policy_delay"):
-            if int(getattr(self, field)) < 1:
-                raise ValueError(
-                    f"{name}.{field} must be a positive integer; got {getattr(self, field)}."
-                )
+        require_positive_fields(self, "num_critics", "policy_delay")
         for field in ("target_noise", "target_noise_clip", "exploration_noise"):
             if getattr(self, field) < 0:
                 raise ValueError(f"{name}.{field} must be >= 0; got {getattr(self, field)}.")
@@ -124,13 +119,15 @@ def actor_loss(q: jax.Array) -> jax.Array:
     return -jnp.mean(q[0])
 
 
-def make(config: TD3Config, axis_name: str | None = None, num_updates: int | None = None) -> Agent:
+def make(
+    config: TD3Config, *, num_updates: int | None = None, axis_name: str | None = None
+) -> Agent:
     """Builds a TD3 (or, with `DDPGConfig`, DDPG) agent.
 
     Args:
       config: the hyperparameters.
-      axis_name: a named device axis to average gradients over (data-parallel learner).
       num_updates: learner updates in the run (the horizon of a decaying `lr_schedule`).
+      axis_name: a named device axis to average gradients over (data-parallel learner).
     """
     total = num_updates * config.gradient_steps if num_updates else None
     # The policy steps once every `policy_delay` critic steps.
@@ -142,9 +139,7 @@ def make(config: TD3Config, axis_name: str | None = None, num_updates: int | Non
 
     def init(key: jax.Array, spec: EnvSpec) -> TD3State:
         low, high = require_box(spec.action_space, name)
-        shape = spec.observation_space.shape
-        if shape is None:
-            raise ValueError(f"{name} needs array observations; got {spec.observation_space}.")
+        shape = require_array_observations(spec.observation_space, name)
         actor = DeterministicPolicy(config.make_torso(shape), low.shape[0])
         critic = TwinQ(
             config.hidden_sizes,
@@ -204,11 +199,11 @@ def make(config: TD3Config, axis_name: str | None = None, num_updates: int | Non
         (c_loss, td), grads = jax.value_and_grad(critic_objective, has_aux=True)(
             state.critic_params
         )
-        updates, critic_opt_state = critic_tx.update(
-            maybe_pmean(grads, axis_name), state.critic_opt_state, state.critic_params
+        critic_params, critic_opt_state = apply_gradients(
+            grads, state.critic_opt_state, state.critic_params, critic_tx, axis_name
         )
         state = state.replace(
-            critic_params=optax.apply_updates(state.critic_params, updates),
+            critic_params=critic_params,
             critic_opt_state=critic_opt_state,
             steps=state.steps + 1,
         )
@@ -218,10 +213,9 @@ def make(config: TD3Config, axis_name: str | None = None, num_updates: int | Non
             a_loss, grads = jax.value_and_grad(actor_objective)(
                 state.actor_params, state.critic_params, batch.obs, state
             )
-            updates, actor_opt_state = actor_tx.update(
-                maybe_pmean(grads, axis_name), state.actor_opt_state, state.actor_params
+            actor_params, actor_opt_state = apply_gradients(
+                grads, state.actor_opt_state, state.actor_params, actor_tx, axis_name
             )
-            actor_params = optax.apply_updates(state.actor_params, updates)
             return state.replace(
                 actor_params=actor_params,
                 actor_opt_state=actor_opt_state,

@@ -9,7 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from purerl.core import require_positive
 from purerl.envs.base import Environment, EnvParams, StepResult
+from purerl.running_stats import RunningStats, merge_moments, stats_init, stats_update
 
 
 class Wrapper:
@@ -95,9 +97,7 @@ class VecEnv(Wrapper):
 
     def __init__(self, env: Environment, num_envs: int):
         super().__init__(env)
-        if int(num_envs) < 1:
-            raise ValueError(f"num_envs must be a positive integer; got {num_envs}.")
-        self.num_envs = int(num_envs)
+        self.num_envs = require_positive(num_envs, "num_envs")
 
     def reset(self, key: jax.Array, params: EnvParams) -> tuple[Any, Any]:
         keys = jax.random.split(key, self.num_envs)
@@ -154,7 +154,7 @@ def cartpole_positions_only() -> tuple[MaskObservation, EnvParams]:
 class RewardScaleState:
     env_state: Any
     returns: jax.Array  # [num_envs] float32, each env's discounted return so far.
-    stats: Any  # agents.normalize.RunningStats of those returns (over all devices).
+    stats: RunningStats  # Of those returns (over all devices).
 
 
 class ScaleReward(Wrapper):
@@ -168,8 +168,6 @@ class ScaleReward(Wrapper):
         self.gamma, self.axis_name, self.clip = gamma, axis_name, clip
 
     def reset(self, key: jax.Array, params: EnvParams) -> tuple[Any, RewardScaleState]:
-        from purerl.agents.normalize import stats_init
-
         obs, state = self.env.reset(key, params)
         returns = jnp.zeros((self.env.num_envs,), jnp.float32)
         return obs, RewardScaleState(state, returns, stats_init(()))
@@ -177,8 +175,6 @@ class ScaleReward(Wrapper):
     def step(
         self, key: jax.Array, state: RewardScaleState, action: jax.Array, params: EnvParams
     ) -> StepResult:
-        from purerl.agents.normalize import stats_update
-
         obs, env_state, reward, terminated, truncated, info = self.env.step(
             key, state.env_state, action, params
         )
@@ -200,8 +196,6 @@ class HostRewardScale:
         self.count, self.mean, self.var = 0.0, 0.0, 1.0
 
     def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
-        from purerl.agents.normalize import merge_moments
-
         self.returns = self.returns * self.gamma + reward
         n = float(self.returns.shape[0])
         self.count, self.mean, self.var = merge_moments(

@@ -6,7 +6,7 @@
 
 Each seed in `--seeds` trains alone (one seed per program); `--num-seeds N` also trains N
 seeds vmapped in one program. `--process-runs K` times K whole processes of
-`python -m purerl.experiments.AGENT` (import, compile and train), alternating with
+`python -m purerl.experiments AGENT` (import, compile and train), alternating with
 `--baseline-cmd` if given, and prints the ratio of their median wall times.
 """
 
@@ -45,7 +45,7 @@ class Benchmark:
       seeds: seeds to train one at a time.
       num_seeds: also train this many seeds vmapped in one program (0: skip).
       num_devices: devices to run on.
-      process_runs: time this many whole `python -m purerl.experiments.AGENT` processes.
+      process_runs: time this many whole `python -m purerl.experiments AGENT` processes.
       baseline_cmd: a command to time alternately with those processes, for a ratio.
       extra: extra flags for the agent's experiment, given as --extra="--num-envs 16".
     """
@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
             cmd = [
                 sys.executable,
                 "-m",
-                f"purerl.experiments.{bench.agent}",
+                "purerl.experiments",  # The purerl command: built-in and plugin agents.
+                bench.agent,
                 "--env",
                 bench.env,
                 "--total-timesteps",

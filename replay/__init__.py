@@ -4,15 +4,13 @@ interface, `DataPath`."""
 
 from purerl.replay.base import DataPath, Sample, Schedule, on_policy
 from purerl.replay.prioritized import prioritized_replay
-from purerl.replay.uniform import Buffer, BufferState, make_uniform, uniform_replay
+from purerl.replay.uniform import BufferState, uniform_replay
 
 __all__ = [
-    "Buffer",
     "BufferState",
     "DataPath",
     "Sample",
     "Schedule",
-    "make_uniform",
     "on_policy",
     "prioritized_replay",
     "uniform_replay",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from purerl.core import per_device
+from purerl.core import per_device, require_positive_fields
 from purerl.replay.base import DataPath
 from purerl.replay.prioritized import prioritized_replay
 from purerl.replay.uniform import uniform_replay
@@ -37,11 +37,7 @@ class ReplayOptions:
     def check_replay(self) -> None:
         """Clear errors for replay settings that cannot work."""
         name = type(self).__name__
-        for field in ("buffer_size", "batch_size"):
-            if int(getattr(self, field)) < 1:
-                raise ValueError(
-                    f"{name}.{field} must be a positive integer; got {getattr(self, field)}."
-                )
+        require_positive_fields(self, "buffer_size", "batch_size")
         if self.batch_size > self.buffer_size:
             raise ValueError(
                 f"{name}.batch_size ({self.batch_size}) is larger than buffer_size "

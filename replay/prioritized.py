@@ -26,6 +26,7 @@ from purerl.core import PRIORITIES
 from purerl.replay.base import DataPath, Sample
 from purerl.replay.storage import (
     capacity_of,
+    check_sizes,
     ready_to_sample,
     store_gather,
     store_gather_sequence,
@@ -184,18 +185,7 @@ def prioritized_replay(
     `update` reads the `[N]` array `learn` returns under `purerl.core.PRIORITIES`
     (`|TD error|`, for instance).
     """
-    capacity, batch_size = int(capacity), int(batch_size)
-    min_size = batch_size if min_size is None else int(min_size)
-    if capacity < 1 or batch_size < 1:
-        raise ValueError(
-            f"Prioritised replay needs a positive capacity and batch size; got {capacity}, "
-            f"{batch_size}."
-        )
-    if not batch_size <= min_size <= capacity:
-        raise ValueError(
-            f"Replay min_size ({min_size}) must lie between batch_size ({batch_size}) and "
-            f"capacity ({capacity}); raise the buffer size or lower the batch size."
-        )
+    capacity, batch_size, min_size = check_sizes(capacity, batch_size, min_size)
     if alpha < 0 or not 0 <= beta_start <= 1 or beta_steps < 1 or eps < 0:
         raise ValueError(
             "Prioritised replay needs alpha >= 0, 0 <= beta_start <= 1, beta_steps >= 1 and "

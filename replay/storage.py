@@ -33,7 +33,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
-from purerl.core import Transition
+from purerl.core import Transition, require_positive
 from purerl.replay.base import flatten_time
 
 
@@ -46,6 +46,25 @@ class CompactTransitions:
     final_index: jax.Array  # [] int32, the table's next entry to write.
     row: int = struct.field(pytree_node=False)  # B, the envs of one time step.
     length: int = struct.field(pytree_node=False, default=1)  # L, steps per sampled window.
+
+
+def check_sizes(capacity: int, batch_size: int, min_size: int | None) -> tuple[int, int, int]:
+    """A replay buffer's `(capacity, batch_size, min_size)` as ints (`min_size` defaults to
+    `batch_size`), or a clear error where a buffer of those sizes could never sample."""
+    capacity = require_positive(capacity, "Replay capacity")
+    batch_size = require_positive(batch_size, "Replay batch_size")
+    min_size = batch_size if min_size is None else int(min_size)
+    if batch_size > capacity:
+        raise ValueError(
+            f"Replay batch_size ({batch_size}) is larger than its capacity ({capacity}); "
+            "raise the buffer size or lower the batch size."
+        )
+    if not batch_size <= min_size <= capacity:
+        raise ValueError(
+            f"Replay min_size ({min_size}) must lie between batch_size ({batch_size}) and "
+            f"capacity ({capacity}); raise the buffer size or lower the batch size."
+        )
+    return capacity, batch_size, min_size
 
 
 def ready_to_sample(storage: Any, size: jax.Array, min_size: int) -> jax.Array:

@@ -140,7 +140,7 @@ def test_bad_config_is_a_clear_error():
 def test_four_devices_learn_like_one_on_the_same_global_batch():
     config = dqn.DQNConfig(double_q=True)
     single = dqn.make(config, num_updates=1000)
-    parallel = dqn.make(config, axis_name=AXIS, num_updates=1000)
+    parallel = dqn.make(config, num_updates=1000, axis_name=AXIS)
     state = single.init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
     batch = replay_sample(transitions(jax.random.PRNGKey(1), (64,)))
     key = jax.random.PRNGKey(2)

@@ -3,7 +3,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from purerl.agents.optimizers import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
+from purerl.agents.optimizers import (
+    OPTIMIZERS,
+    SCHEDULES,
+    apply_gradients,
+    make_optimizer,
+    make_schedule,
+)
+
+from tests.helpers import AXIS, data_parallel
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
@@ -84,3 +92,19 @@ def test_learning_rates_must_be_positive():
         PPOConfig(learning_rate=0.0)
     with pytest.raises(ValueError, match="SACConfig.actor_learning_rate must be a positive"):
         SACConfig(actor_learning_rate=float("nan"))
+
+
+def test_apply_gradients_steps_on_the_gradients_averaged_over_devices():
+    tx = optax.sgd(0.5)
+    params = {"w": jnp.array([1.0, 2.0])}
+    grads = jnp.array([[2.0, 0.0], [4.0, 2.0]])  # One row per device.
+
+    def step(params, grads, key):
+        new, _ = apply_gradients({"w": grads[0]}, tx.init(params), params, tx, AXIS)
+        return new, key
+
+    new, _ = data_parallel(step, 2, batch_axis=0)(params, grads, jax.random.PRNGKey(0))
+    # The mean gradient is [3, 1]: w - 0.5 * [3, 1].
+    np.testing.assert_allclose(new["w"], [-0.5, 1.5])
+    alone, _ = apply_gradients({"w": grads[0]}, tx.init(params), params, tx)
+    np.testing.assert_allclose(alone["w"], [0.0, 2.0])  # w - 0.5 * [2, 0].

@@ -1,3 +1,6 @@
+import ast
+import inspect
+
 import chex
 import distrax
 import flax.linen as nn
@@ -366,3 +369,10 @@ def test_recurrent_learn_changes_params_and_carries_are_per_env():
     with pytest.raises(AssertionError):
         chex.assert_trees_all_close(new.params, state.params)
     assert all(np.isfinite(v) for v in metrics.values())
+
+
+def test_ppo_imports_no_continuous_control_agent():
+    # Action bounds come from `purerl.core`, not from the SAC/TD3 family.
+    tree = ast.parse(inspect.getsource(ppo))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"purerl.agents.continuous", "purerl.agents.sac", "purerl.agents.td3"}

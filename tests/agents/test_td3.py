@@ -29,15 +29,6 @@ def test_critics_regress_to_the_target_by_hand():
     np.testing.assert_allclose(loss, (0.5 + 2.0) / 2 + (2.0 + 2.0) / 2)
 
 
-def test_actions_map_to_the_bounds_and_back():
-    low, high = jnp.array([-2.0, 0.0]), jnp.array([2.0, 1.0])
-    a = jnp.array([[-1.0, 1.0], [0.5, 0.0]])
-    np.testing.assert_allclose(continuous.to_bounds(a, low, high), [[-2.0, 1.0], [1.0, 0.5]])
-    np.testing.assert_allclose(
-        continuous.from_bounds(continuous.to_bounds(a, low, high), low, high), a
-    )
-
-
 def test_target_policy_smoothing_is_clipped_noise_within_the_bounds():
     action = jnp.array([[0.0], [0.95], [-1.0]]).repeat(1000, axis=0)
     key = jax.random.PRNGKey(0)

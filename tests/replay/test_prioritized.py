@@ -143,8 +143,10 @@ def test_uniform_and_on_policy_paths_share_the_interface():
 
 
 def test_bad_sizes_are_clear_errors():
-    with pytest.raises(ValueError, match="min_size"):
+    with pytest.raises(ValueError, match="larger than its capacity"):
         prioritized_replay(10, 20)
+    with pytest.raises(ValueError, match="min_size"):
+        prioritized_replay(10, 2, 11)
     with pytest.raises(ValueError, match="alpha >= 0"):
         prioritized_replay(10, 2, alpha=-1)
     from tests.helpers import transitions
