@@ -31,6 +31,7 @@ from purerl.core import (
 from purerl.envs.base import Environment, EnvParams, env_spec
 from purerl.envs.wrappers import ClipReward, EpisodeStatistics, ScaleReward, VecEnv
 from purerl.experiments.engine.distributed import first_block, gather
+from purerl.experiments.engine.evaluate import eval_policy, evaluate
 from purerl.experiments.engine.loop import (
     Evaluate,
     IntervalOutput,
@@ -39,7 +40,7 @@ from purerl.experiments.engine.loop import (
     place_like,
     trajectory_example,
 )
-from purerl.replay.base import Schedule
+from purerl.replay.base import Schedule, flatten_time
 
 __all__ = ["DEVICE_AXIS", "RUNS_AXIS", "DeviceLoop", "Runner", "make_mesh", "rollout", "seed_keys"]
 
@@ -329,9 +330,7 @@ class DeviceLoop:
 
     def agent_states(self, runner: Runner) -> Any:
         if self.spread:  # Each device's runs, in order: [S, ...].
-            return jax.tree.map(
-                lambda x: gather(x).reshape((-1,) + x.shape[2:]), runner.agent_state
-            )
+            return jax.tree.map(lambda x: flatten_time(gather(x)), runner.agent_state)
         # One device's copy ([S, ...]), from a device this process holds, as NumPy (one
         # transfer per leaf, where slicing on the device dispatched an op per leaf).
         return jax.tree.map(first_block, runner.agent_state)
@@ -359,15 +358,14 @@ class DeviceLoop:
     def evaluator(self, episodes: int, epsilon: float = 0.0) -> Evaluate:
         """Deterministic episodes (epsilon-greedy with `epsilon`) on fresh copies of the env,
         compiled once (the agent state is an argument)."""
-        from purerl.experiments.engine.evaluate import epsilon_greedy, evaluate, greedy_policy
-
         agent, env, params = self.recipe.agent, self.env, self.env_params
         space = env_spec(env, params).action_space
 
         @jax.jit
         def run(state: Any, key: jax.Array) -> jax.Array:
-            policy = epsilon_greedy(greedy_policy(agent, state), epsilon, space)
-            return evaluate(policy, env, params, key, episodes)[0]
+            return evaluate(eval_policy(agent, state, epsilon, space), env, params, key, episodes)[
+                0
+            ]
 
         return lambda state, key, seed: np.asarray(run(state, key))
 

@@ -45,6 +45,7 @@ from purerl.core import (
 )
 from purerl.envs.host import HostEnvError, HostVecEnv
 from purerl.envs.wrappers import HostRewardScale
+from purerl.experiments.engine.evaluate import Policy, eval_policy, evaluate_host
 from purerl.experiments.engine.loop import (
     Evaluate,
     IntervalOutput,
@@ -376,18 +377,11 @@ class HostLoop:
     def evaluator(self, episodes: int, epsilon: float = 0.0) -> Evaluate:
         """Deterministic episodes (epsilon-greedy with `epsilon`) on fresh copies of the host
         env (seeded apart from the training envs); the acting step is compiled once."""
-        from purerl.experiments.engine.evaluate import (
-            Policy,
-            epsilon_greedy,
-            evaluate_host,
-            greedy_policy,
-        )
-
         agent, name, space = self.agent, self.env.name, self.env.spec.action_space
 
         @jax.jit
         def step(state: Any, carry: Any, obs: Any, key: jax.Array) -> tuple[Any, Any]:
-            return epsilon_greedy(greedy_policy(agent, state), epsilon, space).step(carry, obs, key)
+            return eval_policy(agent, state, epsilon, space).step(carry, obs, key)
 
         def run(state: Any, key: jax.Array, seed: int) -> np.ndarray:
             policy = Policy(functools.partial(step, state), agent.initial_carry)
