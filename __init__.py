@@ -55,7 +55,7 @@ def train(
     *,
     num_envs: int | None = None,
     discount: float | None = None,
-    name: str = "custom",
+    name: str | None = None,
     resume: str | Path | None = None,
 ) -> TrainResult:
     """Trains your own agent on purerl's loops, with every run feature the built-in agents

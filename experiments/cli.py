@@ -471,6 +471,8 @@ def purerl_main(argv: list[str] | None = None) -> None:
     import importlib
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())  # As `python -m` does: `module:Name` envs and agents here.
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return

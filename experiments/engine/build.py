@@ -55,7 +55,14 @@ def run_plan(run: RunConfig, recipe: Recipe, host: bool) -> Plan:
 def sizes(build: Build) -> Recipe:
     """The recipe as the agent sizes it for one device and one update: its env count,
     rollout length and data path, which plan the run (its schedules are sized later)."""
-    return build(Context(num_devices=1, num_updates=1))
+    recipe = build(Context(num_devices=1, num_updates=1))
+    if recipe.data is None or recipe.schedule is None:
+        raise ValueError(
+            "Training needs the agent's data path and schedule as well as the Agent: "
+            "purerl.train(agent, purerl.replay.on_policy(), Schedule(rollout_length=128), run), "
+            "or a factory that returns a purerl.Recipe."
+        )
+    return recipe
 
 
 def check_agent(recipe: Recipe, spec: EnvSpec) -> None:

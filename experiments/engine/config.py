@@ -64,9 +64,9 @@ class RunConfig:
       host_envs: host loop only: step the Python envs in this process ("sync") or one
         subprocess each ("async", for slow envs; not bit-identical on resume).
       max_staleness: host loop only: how many learner updates the acting parameters may
-        lag; 0 alternates actor and learner, 1 overlaps them. Default: 0 for on-policy
-        agents (PPO; its clipped ratio learns worse from stale rollouts: on Gymnasium
-        CartPole 2 of 3 seeds missed 475 with 1, none with 0), 1 for off-policy ones (DQN).
+        lag; 0 alternates actor and learner, 1 overlaps them. Default: from the agent's
+        data path, 0 on-policy (PPO: its clipped ratio learns worse from stale rollouts),
+        1 for replay (DQN).
       eval_every: also evaluate every this many env steps (at the end of the logging
         interval that crosses it), with --eval-episodes episodes (10 if that is 0); logged
         apart from training returns, to RUN_DIR/eval.csv and TensorBoard's eval/. 0: never.

@@ -12,8 +12,10 @@ import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
+from purerl import envs
 from purerl.core import Agent
 from purerl.envs.base import Environment, EnvParams
+from purerl.envs.gymnax_env import GymnaxEnv
 from purerl.envs.wrappers import EpisodeStatistics, VecEnv
 
 
@@ -189,8 +191,6 @@ def evaluate_host(
     With `render_to`, the first copy is made with `render_mode="rgb_array"` and its frames
     are written to that video file.
     """
-    from purerl import envs
-
     vec = envs.make_host(env_name, num_episodes)
     frames: list[np.ndarray] = []
     renderer = _renderer(env_name) if render_to else None
@@ -230,9 +230,7 @@ EVAL_SEED_OFFSET = 1_000_003  # Evaluation envs' seeds, apart from the training 
 def _renderer(env_name: str) -> Any:
     """One more copy of the environment that renders RGB frames, stepped beside the first
     evaluation copy with the same seed and actions."""
-    from purerl.envs.registry import resolve
-
-    _, env_fn = resolve(env_name, render_mode="rgb_array")
+    _, env_fn = envs.resolve(env_name, render_mode="rgb_array")
     return env_fn()
 
 
@@ -321,8 +319,6 @@ def jax_renderer(env: Environment, env_name: str) -> Any:
     """The gymnax environment under `env` (through purerl's wrappers) when it can be drawn,
     or a clear error: which JAX environments can, or that drawing this one needs pygame."""
     import importlib.util
-
-    from purerl.envs.gymnax_env import GymnaxEnv
 
     inner = env
     while not isinstance(inner, GymnaxEnv) and getattr(inner, "env", None) is not None:

@@ -19,11 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 from purerl import envs
 from purerl.core import Agent, Context, Recipe
+from purerl.envs.host import as_gymnasium
 from purerl.experiments.engine import trainee
 from purerl.experiments.engine.build import build_loop
 from purerl.experiments.engine.checkpoint import CHECKPOINT_DIR, Checkpoints, restore_runner
 from purerl.experiments.engine.config import RunConfig, run_seeds
 from purerl.experiments.engine.rundir import POLICY_FILE, read_config
+from purerl.networks.torsos import auto_torso
 
 EVAL_STREAM = 0x5EED  # fold_in tag: evaluation randomness apart from training's.
 
@@ -65,8 +67,6 @@ def load_agent(
     env, env_params = made if loop == "device" else (None, None)
     spec, raw_space = envs.spec(name, settings), None
     if loop == "host":
-        from purerl.envs.host import as_gymnasium
-
         host_env = as_gymnasium(made(), name)
         raw_space = host_env.observation_space
         host_env.close()
@@ -134,8 +134,6 @@ def _from_checkpoint(run_dir: Path, config: dict[str, Any], who: trainee.Trainee
 def torso_hint(agent_config: Any, observation_space: Any) -> str:
     """What to do when a run of Atari-sized frames saved with the "auto" torso does not load:
     it may come from before "auto" gave such frames the Nature CNN itself."""
-    from purerl.networks.torsos import auto_torso
-
     shape = getattr(observation_space, "shape", None) or ()
     if getattr(agent_config, "torso", None) != "auto" or auto_torso(shape) != "cnn":
         return ""

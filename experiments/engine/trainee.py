@@ -115,12 +115,8 @@ def user(
                 f"The agent factory returned {type(made).__name__}; it must return a "
                 "purerl.Agent or a purerl.Recipe."
             )
-        if data is None or schedule is None:
-            raise ValueError(
-                "purerl.train needs the agent's data path and schedule with an Agent: "
-                "purerl.train(agent, purerl.replay.on_policy(), Schedule(rollout_length=128)"
-                ", run), or give a purerl.Recipe."
-            )
+        # Without a data path and schedule the agent can be loaded, not trained (`build`
+        # refuses it then).
         return Recipe(made, data, schedule, 8 if num_envs is None else num_envs, discount or 0.99)
 
     if factory is None:

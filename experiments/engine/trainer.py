@@ -25,6 +25,7 @@ from purerl.experiments.engine import distributed, restore, rundir, summary, tra
 from purerl.experiments.engine.build import Built, build_loop, run_plan, sizes
 from purerl.experiments.engine.checkpoint import Checkpoints
 from purerl.experiments.engine.config import RunConfig, run_seeds
+from purerl.experiments.engine.evaluate import check_eval_epsilon
 from purerl.experiments.engine.features import (
     CheckpointFeature,
     Evaluator,
@@ -104,7 +105,7 @@ def train_agent(
     *,
     num_envs: int | None = None,
     discount: float | None = None,
-    name: str = "custom",
+    name: str | None = None,
     resume: str | Path | None = None,
 ) -> TrainResult:
     """Trains an agent of your own on either loop (chosen by `run.env`), with the logs,
@@ -124,7 +125,8 @@ def train_agent(
       num_envs: environments over all devices (default: the Recipe's, else 8).
       discount: the agent's discount, for `--normalize-rewards` (default: the Recipe's,
         else 0.99).
-      name: the agent's name in the run directory and the summary.
+      name: the agent's name in the run directory and the summary (default "custom"; a
+        resumed run keeps its own).
       resume: a run directory of this agent to continue from its newest checkpoint, with
         the run config it was started with; a `run` given with it extends the run to its
         `total_timesteps` (where that is more than it has) and may set `quiet`.
@@ -132,9 +134,15 @@ def train_agent(
     Returns:
       The `TrainResult`: summary and trained agent states.
     """
+    saved = rundir.read_config(resume, "resume") if resume is not None else None
+    if saved is not None and name not in (None, saved["agent"]):
+        raise ValueError(
+            f"resume={resume} is a run of {saved['agent']!r}, not {name!r}; leave out name= "
+            "(a resumed run keeps its own)."
+        )
+    name = saved["agent"] if saved is not None else name or "custom"
     who = trainee.user(agent, data, schedule, num_envs=num_envs, discount=discount, name=name)
-    if resume is not None:  # The run's own config; `run` may only extend it (and quiet it).
-        saved = rundir.read_config(resume, "resume")
+    if saved is not None:  # The run's own config; `run` may only extend it (and quiet it).
         quiet = run.quiet if run is not None else False
         longer = None
         if run is not None and run.total_timesteps != saved["run"]["total_timesteps"]:
@@ -222,9 +230,6 @@ class _Run:
         if run.resume:  # Refused before anything is written into the run.
             restore.require_checkpoint(Path(run.resume))
         if run.eval_epsilon:  # Refused now, not after training.
-            from purerl import envs
-            from purerl.experiments.engine.evaluate import check_eval_epsilon
-
             space = envs.spec(run.env, run.env_params).action_space
             check_eval_epsilon(run.eval_epsilon, space)
         self.saved_run = dataclasses.replace(

@@ -1,0 +1,1 @@
+"""A Q-learning agent for purerl, registered through the `purerl.agents` entry point."""
