@@ -1,5 +1,6 @@
 """The `purerl` command: agents and tools from one entry point, errors in one style, presets."""
 
+import re
 import subprocess
 import sys
 
@@ -87,3 +88,14 @@ def test_ppo_takes_its_continuous_preset_where_no_flag_sets_it(capsys):
     cartpole = RunConfig(env="CartPole-v1")
     assert cli.with_preset(PPOConfig(), cartpole, set()) == (cartpole, PPOConfig())
     assert cli.with_preset(A2CConfig(), run, set()) == (run, A2CConfig())
+
+
+def test_the_startup_says_it_is_compiling_and_how_long_it_took(tmp_path, capsys):
+    from purerl.experiments import ppo
+
+    ppo.main(
+        ["--total-timesteps", "1024", "--num-envs", "4", "--num-steps", "16", "--num-logs", "1"]
+        + ["--run-dir", str(tmp_path / "r"), "--no-plot", "--num-devices", "1"]
+    )
+    out = capsys.readouterr().out
+    assert re.search(r"\n  compiling \.\.\. \d+\.\ds\n", out), out
