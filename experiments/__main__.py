@@ -1,5 +1,5 @@
 """`python -m purerl.experiments AGENT ...`: the `purerl` command (see `purerl.experiments.cli`)."""
 
-from purerl.experiments.cli import purerl_main
+from purerl.experiments.command import purerl_main
 
 purerl_main()

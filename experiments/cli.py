@@ -1,8 +1,6 @@
-"""The command line: `purerl NAME ...` (or `python -m purerl.experiments NAME ...`) for every
-registered agent, purerl's own and those of installed plugin packages, with flags generated
-from the run config and the agent's config (tyro), YAML config files and `--resume`; and
-the tools beside them (`purerl plot`, `enjoy`, `resume`, `check-envs`, `benchmark`).
-`python -m purerl.experiments.ppo ...` is the same as `purerl ppo ...`."""
+"""An agent's command line: flags generated from the run config and the agent's config
+(tyro), YAML config files, `--resume`, and errors in one style. `purerl NAME ...`
+(`purerl.experiments.command`) and `python -m purerl.experiments.NAME ...` both run it."""
 
 from __future__ import annotations
 
@@ -44,82 +42,12 @@ def agent_script(name: str) -> tuple[Callable[..., TrainResult], Callable[..., T
                 a == "--total-timesteps" or a.startswith("--total-timesteps=") for a in given
             )
             return run(*resume_configs(args, name, extend=extend))
+        from purerl.experiments.presets import given_options, with_preset
+
         preset = with_preset(args.agent, args.run, given_options(given), args.run.quiet)
         return run(*preset)
 
     return run, main
-
-
-def given_options(argv: list[str]) -> set[str]:
-    """The option names (`num_envs`) set on the command line or in its `--config` file."""
-    names = set()
-    for arg in argv:
-        if arg.startswith("--"):
-            flag = arg[2:].split("=", 1)[0].replace("-", "_")
-            names.add(flag)
-            names.add(flag.removeprefix("no_"))
-    path = _config_path(argv)
-    if path is not None:
-        import yaml
-
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            values = {}  # `parse` has refused an unreadable file already.
-        names |= {str(k).replace("-", "_") for k in values} if isinstance(values, dict) else set()
-    return names
-
-
-def preset_for(config: Any, env: str, action_space: Any) -> tuple[str, dict[str, Any]]:
-    """The agent's preset for this env, `(its name, the option values)`: the config class's
-    `presets` by action-space kind ("discrete" / "continuous"), then by env id on top."""
-    import gymnasium
-
-    presets = getattr(type(config), "presets", None) or {}
-    kind = "continuous" if isinstance(action_space, gymnasium.spaces.Box) else "discrete"
-    values: dict[str, Any] = {}
-    names = []
-    for key in (kind, env.removeprefix("gymnasium:")):
-        if key in presets:
-            values.update(presets[key])
-            names.append(f"{key} actions" if key == kind else key)
-    return " + ".join(names), values
-
-
-def with_preset(
-    config: Any, run: RunConfig, given: set[str], quiet: bool = False
-) -> tuple[RunConfig, Any]:
-    """`(run, config)` with the agent's preset for `run.env` in the options the user did not
-    set (a preset may set run options too, e.g. `total_timesteps`), named on one line: an
-    agent's bare command is a sensible start on every env family its config has a preset
-    for, and any flag overrides it."""
-    if not getattr(type(config), "presets", None):
-        return run, config
-    from purerl import envs
-    from purerl.experiments.engine import distributed
-
-    try:
-        if envs.resolve(run.env)[0] == "device":  # Its spaces start JAX: join the others first.
-            distributed.initialize(run)
-        space = envs.spec(run.env, run.env_params).action_space
-    except Exception:  # An env that cannot be made: training says why, clearly.
-        return run, config
-    name, values = preset_for(config, run.env, space)
-    values = {k: v for k, v in values.items() if k not in given}
-    if not values:
-        return run, config
-    if not quiet:
-        flags = " ".join(
-            f"--{k.replace('_', '-')} {v:g}"
-            if isinstance(v, float)
-            else f"--{k.replace('_', '-')} {v}"
-            for k, v in values.items()
-        )
-        print(f"preset for {name}: {flags} (any of these flags overrides it)", flush=True)
-    run_fields = {f.name for f in dataclasses.fields(RunConfig)}
-    run = dataclasses.replace(run, **{k: v for k, v in values.items() if k in run_fields})
-    agent = {k: v for k, v in values.items() if k not in run_fields}
-    return run, dataclasses.replace(config, **agent)
 
 
 def experiment_class(name: str) -> type:
@@ -378,141 +306,3 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return str(value)
         raise wrong()
     return value
-
-
-TOOLS = {  # Commands beside the agents: (module, what it does).
-    "plot": ("purerl.experiments.plot", "draw learning curves of run directories"),
-    "enjoy": ("purerl.experiments.enjoy", "run a trained policy, report returns, record video"),
-    "resume": (None, "continue (or, with --total-timesteps, extend) any run directory"),
-    "check-envs": ("purerl.experiments.check_envs", "try every env with every agent"),
-    "benchmark": ("purerl.experiments.benchmark", "time agents' training against peers"),
-    "benchmark-replay": ("purerl.experiments.benchmark_replay", "time the replay buffers"),
-}
-
-
-def usage() -> str:
-    """`purerl --help`: the commands, and every registered agent with its config class."""
-    from purerl import __version__
-    from purerl.agents import registry
-
-    built_in = set(registry.built_in())
-    lines = [
-        f"purerl {__version__}: reinforcement-learning agents as pure JAX functions.",
-        "",
-        "usage: purerl AGENT [--env ENV] [OPTIONS]   train an agent (purerl AGENT --help)",
-        "       purerl COMMAND [ARGS]",
-        "",
-        "agents:",
-    ]
-    for name in registry.names():
-        entry = registry.get(name)
-        origin = "" if name in built_in else "  (plugin)"
-        lines.append(f"  {name:<18} {entry.source}{origin}")
-    lines += ["", "commands:"]
-    lines += [f"  {name:<18} {what}" for name, (_, what) in TOOLS.items()]
-    lines += [
-        "",
-        "  --version          print purerl's version",
-        "",
-        "Agents of other packages join the list through the 'purerl.agents' entry point group.",
-    ]
-    return "\n".join(lines)
-
-
-def resume_main(argv: list[str]) -> Any:
-    """`purerl resume RUN_DIR [--total-timesteps N] [--quiet]`: continues any run, whichever
-    agent trained it (a registered one, or one of your own recorded by its factory)."""
-    import argparse
-
-    from purerl.experiments.engine import rundir
-
-    parser = argparse.ArgumentParser(
-        prog="purerl resume",
-        description="Continue a run from its newest checkpoint with the configs it was started "
-        "with; with --total-timesteps N (more than it has), extend a finished run.",
-    )
-    parser.add_argument("run_dir", help="the run directory (it holds config.json)")
-    parser.add_argument(
-        "--total-timesteps", type=int, default=None, help="extend the run to N env steps"
-    )
-    parser.add_argument("--quiet", action="store_true", help="print only the closing line")
-    args = parser.parse_args(argv)
-    saved = rundir.read_config(args.run_dir, "purerl resume")
-    flags = ["--resume", args.run_dir] + (["--quiet"] if args.quiet else [])
-    if args.total_timesteps is not None:
-        flags += ["--total-timesteps", str(args.total_timesteps)]
-    if saved.get("factory") or not saved.get("agent_source"):
-        from purerl.experiments.engine.trainer import train_agent
-
-        if not saved.get("factory"):
-            raise ValueError(
-                f"{args.run_dir} was trained by an agent of your own that recorded no "
-                "factory; resume it from Python: purerl.train(AGENT, ..., resume=RUN_DIR)."
-            )
-        longer = None
-        if args.total_timesteps is not None:
-            longer = RunConfig(total_timesteps=args.total_timesteps, quiet=args.quiet)
-        elif args.quiet:
-            longer = RunConfig(total_timesteps=saved["run"]["total_timesteps"], quiet=True)
-        recipe = saved.get("recipe") or {}
-        return train_agent(
-            saved["factory"],
-            run=longer,
-            num_envs=recipe.get("num_envs"),
-            discount=recipe.get("discount"),
-            name=saved["agent"],
-            resume=args.run_dir,
-        )
-    return agent_script(saved["agent"])[1](flags, prog=f"purerl {saved['agent']}")
-
-
-def purerl_main(argv: list[str] | None = None) -> None:
-    """The `purerl` command (and `python -m purerl.experiments`)."""
-    import importlib
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.append(os.getcwd())  # As `python -m` does: `module:Name` envs and agents here.
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(usage())
-        return
-    if argv[0] == "--version":
-        from purerl import __version__
-
-        print(f"purerl {__version__}")
-        return
-    command, rest = argv[0], argv[1:]
-    if command in TOOLS:
-        module = TOOLS[command][0]
-        if module is None:
-            cli_main(lambda: resume_main(rest))
-        else:
-            sys.argv = [f"purerl {command}", *rest]
-            result = importlib.import_module(module).main(rest)
-            if isinstance(result, int) and result:
-                sys.exit(result)
-        return
-    from purerl.agents import registry
-
-    if command.startswith("-"):
-        _refuse(f"purerl: {command} needs an agent first", "purerl ppo --env CartPole-v1 ...")
-    try:
-        registry.get(command)
-    except ValueError:
-        import difflib
-
-        known = registry.names() + list(TOOLS)
-        close = difflib.get_close_matches(command, known, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        _refuse(
-            f"unknown agent or command {command!r}",
-            f"{hint}purerl --help lists them: {', '.join(known)}",
-        )
-    sys.argv = [f"purerl {command}", *rest]
-    cli_main(lambda: agent_script(command)[1](rest, prog=f"purerl {command}"))
-
-
-def _refuse(what: str, todo: str) -> None:
-    """A user error, in the one style of every error here: what is wrong, then what to do."""
-    print(f"error: {what}\n  {todo}", file=sys.stderr)
-    sys.exit(2)

@@ -7,22 +7,22 @@ import sys
 import purerl
 import pytest
 from purerl.agents.ppo import A2CConfig, PPOConfig
-from purerl.experiments import cli
+from purerl.experiments import cli, command, presets
 from purerl.experiments.engine.config import RunConfig
 
 
 def test_help_lists_every_registered_agent_and_the_tools(capsys):
-    cli.purerl_main(["--help"])
+    command.purerl_main(["--help"])
     out = capsys.readouterr().out
     for name in ("ppo", "dqn", "sac", "r2d2", "rainbow", "plot", "enjoy", "resume", "check-envs"):
         assert f"  {name} " in out
-    cli.purerl_main(["--version"])
+    command.purerl_main(["--version"])
     assert capsys.readouterr().out.strip() == f"purerl {purerl.__version__}"
 
 
 def test_an_unknown_agent_is_refused_with_the_closest_name(capsys):
     with pytest.raises(SystemExit) as stop:
-        cli.purerl_main(["ppp", "--env", "CartPole-v1"])
+        command.purerl_main(["ppp", "--env", "CartPole-v1"])
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: unknown agent or command 'ppp'") and "did you mean 'ppo'" in err
@@ -73,21 +73,23 @@ def test_an_unknown_yaml_key_suggests_the_closest_options(tmp_path):
 def test_given_options_come_from_flags_and_the_config_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("gamma: 0.9\nnum-steps: 64\n")
-    given = cli.given_options(["--env", "X", "--no-plot", "--ent-coef=0.1", "--config", str(path)])
+    given = presets.given_options(
+        ["--env", "X", "--no-plot", "--ent-coef=0.1", "--config", str(path)]
+    )
     assert {"env", "plot", "ent_coef", "gamma", "num_steps"} <= given
 
 
 def test_ppo_takes_its_continuous_preset_where_no_flag_sets_it(capsys):
     run = RunConfig(env="Pendulum-v1")
-    longer, config = cli.with_preset(PPOConfig(), run, given={"num_envs"})
+    longer, config = presets.with_preset(PPOConfig(), run, given={"num_envs"})
     out = capsys.readouterr().out
     assert out.startswith("preset for continuous actions + Pendulum-v1") and "--num-envs" not in out
     assert config.update_epochs == 10 and config.num_envs == PPOConfig().num_envs
     assert config.gamma == 0.95 and longer.total_timesteps == 1_000_000
     # Discrete actions keep the defaults, and A2C (one step per rollout) has no preset.
     cartpole = RunConfig(env="CartPole-v1")
-    assert cli.with_preset(PPOConfig(), cartpole, set()) == (cartpole, PPOConfig())
-    assert cli.with_preset(A2CConfig(), run, set()) == (run, A2CConfig())
+    assert presets.with_preset(PPOConfig(), cartpole, set()) == (cartpole, PPOConfig())
+    assert presets.with_preset(A2CConfig(), run, set()) == (run, A2CConfig())
 
 
 def test_the_startup_says_it_is_compiling_and_how_long_it_took(tmp_path, capsys):

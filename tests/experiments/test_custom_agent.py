@@ -11,7 +11,7 @@ import numpy as np
 import purerl
 import pytest
 from purerl import Recipe, RunConfig
-from purerl.experiments.cli import purerl_main
+from purerl.experiments.command import purerl_main
 from purerl.experiments.engine import trainee
 from purerl.experiments.engine.build import build_loop
 from purerl.experiments.engine.policy import load_agent

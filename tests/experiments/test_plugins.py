@@ -21,7 +21,7 @@ import numpy as np
 import purerl
 import pytest
 from purerl.agents import registry
-from purerl.experiments.cli import purerl_main
+from purerl.experiments.command import purerl_main
 from purerl.experiments.engine import features
 from purerl.experiments.engine.policy import load_agent
 
