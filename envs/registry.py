@@ -316,15 +316,27 @@ def make_host(name: str, num_envs: int, mode: str = "sync", **kwargs: Any) -> An
     return host_vec_env(env_fn, num_envs, name, mode)
 
 
-def host_vec_env(env_fn: Any, num_envs: int, name: str, mode: str = "sync") -> Any:
+def host_vec_env(
+    env_fn: Any,
+    num_envs: int,
+    name: str,
+    mode: str = "sync",
+    workers: int = 2,
+    ray_address: str | None = None,
+) -> Any:
     """The host loop's batch of `env_fn`'s environments: EnvPool's own batch for an
-    `envpool:ID`, else a `HostVecEnv` (Gymnasium's vector API)."""
+    `envpool:ID`; with `mode` "ray", a `RayVecEnv` (the envs in `workers` Ray actors, on the
+    cluster at `ray_address` or a local Ray); else a `HostVecEnv` (Gymnasium's vector API)."""
     from purerl.envs.host import HostVecEnv
 
     if name.startswith("envpool:"):
         from purerl.envs.envpool_env import EnvPoolVecEnv
 
         return EnvPoolVecEnv(env_fn, num_envs, name, mode)
+    if mode == "ray":
+        from purerl.envs.ray_env import RayVecEnv
+
+        return RayVecEnv(env_fn, num_envs, name, workers, ray_address)
     return HostVecEnv(env_fn, num_envs, name, mode)
 
 

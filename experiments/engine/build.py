@@ -161,7 +161,9 @@ def _host_loop(
     the_plan = run_plan(run, first, host=True)
     recipe = build(Context(mesh.devices.size, the_plan.num_updates))
     check_agent(recipe, envs.spec(run.env, run.env_params))
-    vec_env = envs.host_vec_env(made, recipe.num_envs, run.env, run.host_envs)
+    vec_env = envs.host_vec_env(
+        made, recipe.num_envs, run.env, run.host_envs, run.env_workers, run.ray_address
+    )
     loop = sebulba.HostLoop(
         recipe,
         vec_env,
@@ -173,7 +175,8 @@ def _host_loop(
         reward_gamma=reward_gamma,
         clip_rewards=clip,
     )
-    where = f"{recipe.num_envs} {run.host_envs} Python envs on the host, learner on"
+    where = f"{recipe.num_envs} {run.host_envs} Python envs on the host"
+    where = f"{getattr(vec_env, 'where', where)}, learner on"  # RayVecEnv names its workers.
     return Built(loop, the_plan, mesh, where)
 
 
@@ -184,6 +187,8 @@ def _warn_unused_host_flags(run: RunConfig) -> None:
             ("--host-envs", run.host_envs != "sync"),
             ("--max-staleness", run.max_staleness is not None),
             ("--rebuild-envs", run.rebuild_envs),
+            ("--env-workers", run.env_workers != 2),
+            ("--ray-address", run.ray_address is not None),
         )
         if given
     ]

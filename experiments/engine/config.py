@@ -62,7 +62,14 @@ class RunConfig:
         name instead of restoring them as pickled at the checkpoint (so a change to the
         env's constructor applies; the resumed run is then not bit-identical).
       host_envs: host loop only: step the Python envs in this process ("sync") or one
-        subprocess each ("async", for slow envs; not bit-identical on resume).
+        subprocess each ("async", for slow envs; not bit-identical on resume), or in
+        --env-workers Ray actors ("ray", needs the `ray` extra; on a Ray cluster with
+        --ray-address; the same run as "sync", but not bit-identical on resume).
+      env_workers: --host-envs ray: how many Ray actors step the envs, each holding a
+        fixed slice of the --num-envs envs.
+      ray_address: --host-envs ray: the Ray cluster to run the env workers on ("auto", or
+        the head's HOST:PORT, as `ray start --head` prints). Default: start a local Ray in
+        this process and stop it at the end.
       max_staleness: host loop only: how many learner updates the acting parameters may
         lag; 0 alternates actor and learner, 1 overlaps them. Default: from the agent's
         data path, 0 on-policy (PPO: its clipped ratio learns worse from stale rollouts),
@@ -126,7 +133,9 @@ class RunConfig:
     config: str | None = None
     init_from: str | None = None
     rebuild_envs: bool = False
-    host_envs: Literal["sync", "async"] = "sync"
+    host_envs: Literal["sync", "async", "ray"] = "sync"
+    env_workers: int = 2
+    ray_address: str | None = None
     max_staleness: int | None = None
     eval_every: int = 0
     compile_cache: bool = True

@@ -246,8 +246,8 @@ class HostLoop:
             why = (
                 "--rebuild-envs: the Python environments were made afresh from their name"
                 if rebuild
-                else "warning: the environments' state was not saved (async envs, or envs "
-                "that do not pickle)"
+                else "warning: the environments' state was not saved (async or Ray "
+                "envs, or envs that do not pickle)"
             )
             return f"{why}, so the resumed run starts new episodes and will not be bit-identical"
         self.env.set_state(base64.b64decode(host["envs"]))
