@@ -20,13 +20,17 @@ from purerl.experiments.engine.trainer import TrainResult
 from purerl.replay import Schedule, on_policy, uniform_replay
 
 from examples.reinforce import main, make_recipe, make_reinforce
+from tests.helpers import assert_k_of_n
 
 
 @pytest.mark.slow
 def test_reinforce_learns_cartpole_on_the_device_loop(tmp_path):
-    summary = main(run_dir=str(tmp_path / "dev"), quiet=True, num_devices=1, eval_episodes=2)
+    summary = main(
+        run_dir=str(tmp_path / "dev"), quiet=True, num_devices=1, num_seeds=8, eval_episodes=2
+    )
     assert summary["agent"] == "reinforce" and summary["loop"] == "device"
-    assert summary["final_return"][0] >= 300
+    # A random policy scores about 22; of 24 seeds after 3e5 steps one ended below 300 (168).
+    assert_k_of_n(summary["final_return"], 6, 300, "REINFORCE, CartPole-v1, 3e5 steps")
     assert json.loads((tmp_path / "dev" / "config.json").read_text())["agent"] == "reinforce"
     assert (tmp_path / "dev" / "metrics.csv").exists()
 

@@ -15,6 +15,8 @@ from purerl.experiments import dqn, ppo
 from purerl.experiments.engine.config import RunConfig, plan
 from purerl.experiments.engine.trainer import train
 
+from tests.helpers import assert_k_of_n
+
 SMALL_PPO = PPOConfig(num_envs=8, num_steps=16, num_minibatches=2, update_epochs=2)
 SMALL_DQN = DQNConfig(learning_starts=500, buffer_size=2000, batch_size=32, num_envs=4)
 REQUIRED = {
@@ -174,10 +176,16 @@ def test_too_many_devices_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_ppo_learns_cartpole(tmp_path):
     run = RunConfig(
-        total_timesteps=500_000, run_dir=str(tmp_path / "ppo"), quiet=True, num_devices=1
+        total_timesteps=500_000,
+        num_seeds=4,
+        run_dir=str(tmp_path / "ppo"),
+        quiet=True,
+        num_devices=1,
+        plot=False,
     )
     summary = ppo.run(run, PPOConfig())
-    assert summary["final_return"][0] >= 475
+    # A random policy scores about 22; each seed reached 500 (AVX-512 and AVX2 kernels).
+    assert_k_of_n(summary["final_return"], 3, 450, "PPO, CartPole-v1, 5e5 steps")
 
 
 @pytest.mark.slow
@@ -185,6 +193,7 @@ def test_ppo_learns_pendulum_with_continuous_actions(tmp_path):
     run = RunConfig(
         env="Pendulum-v1",
         total_timesteps=500_000,
+        num_seeds=4,
         num_logs=4,
         run_dir=str(tmp_path / "ppo"),
         quiet=True,
@@ -201,18 +210,29 @@ def test_ppo_learns_pendulum_with_continuous_actions(tmp_path):
         ent_coef=0.0,
     )
     summary = ppo.run(run, config)
-    assert summary["final_return"][0] >= -500  # Random actions score about -1200.
+    # Random actions score about -1200 (so does this policy at the start); 12 seeds ended
+    # at -420 or more.
+    assert_k_of_n(summary["final_return"], 3, -500, "PPO, Pendulum-v1, 5e5 steps")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["a2c", "impala"])
 def test_actor_critics_learn_cartpole(tmp_path, name):
+    # IMPALA gets 2e6 steps: after 1e6, 3 of 8 seeds were near 170-270; after 2e6, 41 of 42
+    # at 480 or more (one collapsed to 140 after reaching 490).
+    steps = {"a2c": 1_000_000, "impala": 2_000_000}[name]
     entry = registry.get(name)
     run = RunConfig(
-        total_timesteps=1_000_000, run_dir=str(tmp_path / name), quiet=True, num_devices=1
+        total_timesteps=steps,
+        num_seeds=8,
+        run_dir=str(tmp_path / name),
+        quiet=True,
+        num_devices=1,
+        plot=False,
     )
     summary = train(entry, run, entry.config_class()())
-    assert summary["final_return"][0] >= 475
+    # A random policy scores about 22.
+    assert_k_of_n(summary["final_return"], 6, 450, f"{name}, CartPole-v1, {steps:,} steps")
 
 
 def test_impala_actors_run_ahead_on_the_host_loop_and_vtrace_sees_it(tmp_path):
@@ -235,24 +255,35 @@ def test_impala_actors_run_ahead_on_the_host_loop_and_vtrace_sees_it(tmp_path):
 @pytest.mark.slow
 def test_dqn_learns_cartpole(tmp_path):
     run = RunConfig(
-        total_timesteps=500_000, run_dir=str(tmp_path / "dqn"), quiet=True, num_devices=1
+        total_timesteps=500_000,
+        num_seeds=4,
+        run_dir=str(tmp_path / "dqn"),
+        quiet=True,
+        num_devices=1,
+        plot=False,
     )
     summary = dqn.run(run, DQNConfig())
-    assert summary["final_return"][0] >= 475
+    # A random policy scores about 22; each seed ended at 497 or more.
+    assert_k_of_n(summary["final_return"], 3, 450, "DQN, CartPole-v1, 5e5 steps")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("agent", ["c51", "qrdqn", "rainbow"])
 def test_value_family_learns_cartpole(tmp_path, agent):
     # Each named variant with its own defaults, on a shorter schedule than the benchmark's
-    # 5e5 steps (epsilon decays over 1e5): a random policy scores about 22.
+    # 5e5 steps (epsilon decays over 1e5): a random policy scores about 22. QR-DQN and
+    # Rainbow replay batches of 64, not 128, which halves their time; C51 keeps 128 (with
+    # 64, 2 of 8 seeds ended below 200).
     from purerl.agents.registry import get
     from purerl.experiments.engine.trainer import train
 
     entry = get(agent)
     config = entry.config_class()(epsilon_decay_steps=100_000, learning_starts=5_000)
+    if agent != "c51":
+        config = dataclasses.replace(config, batch_size=64)
     run = RunConfig(
         total_timesteps=300_000,
+        num_seeds=4,
         num_logs=4,
         run_dir=str(tmp_path / agent),
         quiet=True,
@@ -260,32 +291,41 @@ def test_value_family_learns_cartpole(tmp_path, agent):
         plot=False,
     )
     summary = train(entry, run, config)
-    assert summary["final_return"][0] >= 200
+    assert_k_of_n(summary["final_return"], 3, 200, f"{agent}, CartPole-v1, 3e5 steps")
 
 
 @pytest.mark.slow
 def test_r2d2_remembers_what_a_feed_forward_dqn_cannot(tmp_path):
-    # MemoryChain: the first observation says which action pays at the end; DQN scores 0.
+    # MemoryChain: the first observation says which action pays +1 at the end (the other
+    # -1); a random policy and a feed-forward DQN score 0. Epsilon decays over 2e4 steps.
     entry = registry.get("r2d2")
     run = RunConfig(
         env="MemoryChain-bsuite",
-        total_timesteps=200_000,
+        total_timesteps=40_000,
+        num_seeds=4,
         num_logs=4,
         run_dir=str(tmp_path / "r2d2"),
         quiet=True,
         num_devices=1,
         plot=False,
     )
-    summary = train(entry, run, entry.config_class()())
-    assert summary["final_return"][0] >= 0.5
+    summary = train(entry, run, entry.config_class()(epsilon_decay_steps=20_000))
+    assert_k_of_n(summary["final_return"], 3, 0.5, "R2D2, MemoryChain-bsuite, 4e4 steps")
 
 
 @pytest.mark.slow
 def test_ppo_learns_data_parallel_on_four_devices(tmp_path):
-    run = RunConfig(total_timesteps=500_000, run_dir=str(tmp_path / "ppo4"), quiet=True)
+    run = RunConfig(
+        total_timesteps=500_000,
+        num_seeds=4,
+        run_dir=str(tmp_path / "ppo4"),
+        quiet=True,
+        plot=False,
+    )
     summary = ppo.run(run, PPOConfig())
     assert summary["devices"]["count"] == 4
-    assert summary["final_return"][0] >= 475
+    # A random policy scores about 22; each seed reached 500.
+    assert_k_of_n(summary["final_return"], 3, 450, "PPO on 4 devices, CartPole-v1, 5e5 steps")
     assert np.isfinite(summary["steps_per_second"])
 
 
@@ -458,6 +498,7 @@ def test_continuous_agents_learn_pendulum(tmp_path, name):
     run = RunConfig(
         env="Pendulum-v1",
         total_timesteps=16_000,
+        num_seeds=4,
         num_logs=4,
         run_dir=str(tmp_path / name),
         quiet=True,
@@ -466,7 +507,8 @@ def test_continuous_agents_learn_pendulum(tmp_path, name):
     )
     config = entry.config_class()(hidden_sizes=(64, 64), learning_starts=1000)
     summary = train(entry, run, config)
-    assert summary["final_return"][0] >= -400  # Random actions score about -1200.
+    # Random actions score about -1200 (so do these agents over their first 3,000 steps).
+    assert_k_of_n(summary["final_return"], 3, -400, f"{name}, Pendulum-v1, 16,000 steps")
 
 
 @pytest.mark.parametrize("name", ["sac", "ddpg"])
