@@ -80,26 +80,27 @@ def source_of(obj: Any) -> str | None:
 
 
 def _script_source(name: str) -> str | None:
-    """`"module:name"` of `name` in the running script, as importable from `sys.path`."""
+    """`"module:name"` of `name` in the running script, as importable from `sys.path`. The
+    script is not imported here, and is named only where it guards its top-level work with
+    `if __name__ == "__main__"`: importing it later (to load the run) must not run it."""
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
-    candidates = [spec.name] if spec is not None and spec.name else []
     file = getattr(main, "__file__", None)
-    if file:
-        path = Path(file).resolve().with_suffix("")
-        for entry in sys.path:
-            try:
-                parts = path.relative_to(Path(entry or ".").resolve()).parts
-            except ValueError:
-                continue
-            if parts and all(p.isidentifier() for p in parts):
-                candidates.append(".".join(parts))
-    for module in candidates:
+    if not file or not Path(file).is_file():
+        return None
+    text = Path(file).read_text(errors="replace")
+    if "__name__ == '__main__'" not in text and '__name__ == "__main__"' not in text:
+        return None
+    if spec is not None and spec.name:
+        return f"{spec.name}:{name}"
+    path = Path(file).resolve().with_suffix("")
+    for entry in sys.path[:1] + [str(Path.cwd())]:  # The script's folder, then here.
         try:
-            if callable(load_object(f"{module}:{name}")):
-                return f"{module}:{name}"
+            parts = path.relative_to(Path(entry or ".").resolve()).parts
         except ValueError:
             continue
+        if parts and all(p.isidentifier() for p in parts):
+            return f"{'.'.join(parts)}:{name}"
     return None
 
 

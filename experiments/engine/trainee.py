@@ -117,7 +117,8 @@ def user(
             )
         # Without a data path and schedule the agent can be loaded, not trained (`build`
         # refuses it then).
-        return Recipe(made, data, schedule, 8 if num_envs is None else num_envs, discount or 0.99)
+        envs = 8 if num_envs is None else num_envs
+        return Recipe(made, data, schedule, envs, 0.99 if discount is None else discount)
 
     if factory is None:
         fixed = complete(agent)
