@@ -94,10 +94,6 @@ class ActorCriticOptions(ReplayOptions, NetworkOptions, OptimizerOptions):
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"{name}.gamma must be in [0, 1]; got {self.gamma}.")
 
-    @property
-    def env_steps_per_update(self) -> int:
-        return self.num_envs * self.train_frequency
-
     def flat_optimizer(self, learning_rate: float, total_steps: int | None) -> Any:
         """The configured optimizer, flattened: one update over a vector instead of one per
         parameter array (a network's dozen small leaves cost more in per-op overhead than in

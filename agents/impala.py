@@ -87,10 +87,6 @@ class IMPALAConfig(NetworkOptions, OptimizerOptions):
     def recurrent(self) -> bool:
         return False
 
-    @property
-    def env_steps_per_update(self) -> int:
-        return self.num_envs * self.num_steps
-
 
 def vtrace(
     r_t: jax.Array,

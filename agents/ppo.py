@@ -136,10 +136,6 @@ class PPOConfig(NetworkOptions, OptimizerOptions):
         return self.num_envs * self.num_steps
 
     @property
-    def env_steps_per_update(self) -> int:
-        return self.rollout_size
-
-    @property
     def minibatch_size(self) -> int:
         return self.rollout_size // self.num_minibatches
 
