@@ -150,18 +150,24 @@ class HostVecEnv:
       mode: "sync" (one process, in turn) or "async" (one subprocess each).
     """
 
+    def _read_spaces(self, env_fn: Callable[[], Any]) -> spaces.Space:
+        """Sets `spec` (what the agent sees) and `raw_observation_space` from one env made
+        and closed, its spaces checked; returns the raw observation space."""
+        probe = as_gymnasium(env_fn(), self.name)
+        raw_obs, action_space = probe.observation_space, probe.action_space
+        probe.close()
+        check_spaces(raw_obs, action_space, self.name)
+        self.raw_observation_space = raw_obs
+        self.spec = EnvSpec(agent_observation_space(raw_obs), action_space)
+        return raw_obs
+
     def __init__(self, env_fn: Callable[[], Any], num_envs: int, name: str, mode: str = "sync"):
         if num_envs < 1:
             raise ValueError(f"num_envs must be positive; got {num_envs}.")
         if mode not in ("sync", "async"):
             raise ValueError(f"The host env mode must be 'sync' or 'async'; got {mode!r}.")
         self.name, self.num_envs, self.mode = name, num_envs, mode
-        probe = as_gymnasium(env_fn(), name)
-        raw_obs, action_space = probe.observation_space, probe.action_space
-        probe.close()
-        check_spaces(raw_obs, action_space, name)
-        self.raw_observation_space = raw_obs
-        self.spec = EnvSpec(agent_observation_space(raw_obs), action_space)
+        raw_obs = self._read_spaces(env_fn)
         # Each env flattens its own observations (final ones included) before batching.
         make = _EnvFactory(env_fn, name, flatten=not isinstance(raw_obs, spaces.Box))
         same_step = gymnasium.vector.AutoresetMode.SAME_STEP

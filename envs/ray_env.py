@@ -26,14 +26,10 @@ from typing import Any, NoReturn
 import gymnasium
 import numpy as np
 from gymnasium import spaces
-from purerl.core import EnvSpec
 from purerl.envs.checks import EnvCheckError
 from purerl.envs.host import (
     HostVecEnv,
     _EnvFactory,
-    agent_observation_space,
-    as_gymnasium,
-    check_spaces,
 )
 
 EXTRA_HINT = 'Ray is an optional extra: pip install -e ".[ray]" (or pip install "ray>=2.50").'
@@ -165,12 +161,7 @@ class RayVecEnv(HostVecEnv):
                 f"worker holds at least one env; got {workers}."
             )
         self.name, self.num_envs, self.mode = name, num_envs, "ray"
-        probe = as_gymnasium(env_fn(), name)
-        raw_obs, action_space = probe.observation_space, probe.action_space
-        probe.close()
-        check_spaces(raw_obs, action_space, name)
-        self.raw_observation_space = raw_obs
-        self.spec = EnvSpec(agent_observation_space(raw_obs), action_space)
+        raw_obs = self._read_spaces(env_fn)
         self.address = address
         self.slices = slices(num_envs, workers)
         self._ray = _ray()

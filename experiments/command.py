@@ -19,6 +19,10 @@ TOOLS = {  # Commands beside the agents: (module, what it does).
     "check-envs": ("purerl.experiments.check_envs", "try every env with every agent"),
     "benchmark": ("purerl.experiments.benchmark", "time agents' training against peers"),
     "benchmark-replay": ("purerl.experiments.benchmark_replay", "time the replay buffers"),
+    "benchmark-revisions": (
+        "purerl.experiments.benchmark_revisions",
+        "run a command on an earlier revision and this one, alternating",
+    ),
     "tune": (
         "purerl.experiments.tune",
         "search an agent's options with Optuna, a batch of trials per program",
