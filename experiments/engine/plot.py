@@ -110,12 +110,16 @@ def warm_up() -> None:
     fig.canvas.draw()
 
 
-def plot(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
-    """Draws the learning curves of `run_dirs` into the PNG `out`; returns its path."""
+def plot(
+    run_dirs: Sequence[str | Path], out: str | Path, labels: Sequence[str] | None = None
+) -> Path:
+    """Draws the learning curves of `run_dirs` into the PNG `out` (each labelled by its agent,
+    env and folder, or by `labels`); returns its path."""
     curves = []
-    for run_dir in map(Path, run_dirs):
+    for i, run_dir in enumerate(map(Path, run_dirs)):
         steps, returns = read_returns(run_dir)
         for label, columns in _groups(run_dir, returns.shape[1]):
+            label = labels[i] if labels is not None else label
             curves.append((steps, returns[:, columns], label))
     # Up to LEGEND_INSIDE curves: the legend inside the axes; more would cover the curves,
     # so it goes below them, the figure taller by a line each.
