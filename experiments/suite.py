@@ -83,7 +83,7 @@ SUITES: dict[str, tuple[str, list[Pair]]] = {
         ]
         + _pairs(("ppo", "dqn"), ("Catch-bsuite",), 100_000),
     ),
-    "minatar": ("MinAtar", _pairs(("ppo", "dqn"), MINATAR, 1_000_000)),
+    "minatar": ("MinAtar", _pairs(("ppo", "dqn"), MINATAR, 500_000)),
     "brax": (
         "Brax",
         [
