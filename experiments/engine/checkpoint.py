@@ -9,6 +9,7 @@ complete checkpoint readable.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -116,12 +117,35 @@ class Checkpoints:
         error: Exception | None = None,
     ) -> None:
         known = explain() if explain is not None else ""
-        advice = "Delete that directory" if not known else f"{known}\nOtherwise, delete it"
+        made_by = self._made_by()
+        advice = [known] if known else []
+        if made_by:
+            advice.append(
+                f"This run was made by {made_by}; resume it with that version (CHANGELOG.md "
+                "names what changed since), or start a new run from it with --init-from."
+            )
+        advice.append(
+            "If a stop cut the newest checkpoint short while it was saved, move that directory "
+            "out of checkpoints/ to resume from the one before it. Nothing has been changed."
+        )
         raise ValueError(
-            f"The checkpoint {self.directory / str(step)} is corrupt or does not match "
-            f"this run's config ({cause}).\n{advice} "
-            "to resume from the checkpoint before it, or start a new run."
+            f"The checkpoint {self.directory / str(step)} does not match this run's config "
+            f"or is corrupt ({cause}).\n" + "\n".join(advice)
         ) from error
+
+    def _made_by(self) -> str:
+        """The purerl that made this run where it was not this one ("" where it was, or
+        where the run's config cannot say)."""
+        from purerl import __version__
+
+        try:
+            saved = json.loads((self.directory.parent / "config.json").read_text())
+        except (OSError, ValueError):
+            return ""
+        version = saved.get("purerl_version")
+        if version == __version__:
+            return ""
+        return f"purerl {version}" if version else "a purerl older than this one"
 
     def saved_shapes(self) -> dict[str, tuple[int, ...]] | None:
         """The newest checkpoint's runner arrays' shapes (`shapes`), read from its metadata

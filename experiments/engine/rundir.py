@@ -54,8 +54,11 @@ def check_run_dir(run_dir: str | Path, flag: str = "--resume") -> Path:
 def write_config(run_dir: Path, run: RunConfig, record: dict[str, Any], config: Any) -> None:
     """Writes `config.json`: the agent's record (its name and how to rebuild it), the run
     config and the agent's config."""
+    from purerl import __version__
+
     saved = {
         **record,
+        "purerl_version": __version__,
         "run": dataclasses.asdict(run),
         "agent_config": dataclasses.asdict(config) if config is not None else None,
     }

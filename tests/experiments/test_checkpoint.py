@@ -188,7 +188,8 @@ def test_a_corrupt_checkpoint_is_refused_naming_it(tmp_path):
     )
     assert out.returncode == 2
     assert f"checkpoint {latest}" in out.stderr and "corrupt" in out.stderr
-    assert "Delete that directory" in out.stderr
+    assert "move that directory out of checkpoints/" in out.stderr
+    assert "Nothing has been changed" in out.stderr
     assert len(out.stderr.strip().splitlines()) <= 4, out.stderr  # No page of TensorStore spec.
 
 
@@ -337,7 +338,7 @@ def test_init_from_starts_a_new_run_from_a_saved_agent_where_it_fits(tmp_path, c
         train(entry, dataclasses.replace(run, run_dir=str(tmp_path / "c")), other)
 
 
-def test_a_mismatched_checkpoint_names_a_known_cause_before_the_delete_advice(tmp_path):
+def test_a_mismatched_checkpoint_names_a_known_cause_before_the_general_advice(tmp_path):
     saved = Checkpoints(tmp_path, 2)
     saved.save(0, {"w": np.zeros((1, 64), np.float32)}, {"interval": 0})
     saved.close()
@@ -348,7 +349,18 @@ def test_a_mismatched_checkpoint_names_a_known_cause_before_the_delete_advice(tm
     checkpoints.close()
     lines = str(e.value).splitlines()
     assert "does not match" in lines[0] and lines[1] == "KNOWN CAUSE."
-    assert lines[2].startswith("Otherwise, delete it")
+    assert lines[2].startswith("If a stop cut the newest checkpoint short")
+
+
+def test_a_checkpoint_of_another_purerl_version_says_which_made_it(tmp_path):
+    (tmp_path / "config.json").write_text('{"purerl_version": "0.0.1"}')
+    saved = Checkpoints(tmp_path, 2)
+    saved.save(0, {"w": np.zeros((1, 64), np.float32)}, {"interval": 0})
+    saved.close()
+    checkpoints = Checkpoints(tmp_path, 2)
+    with pytest.raises(ValueError, match="made by purerl 0.0.1; resume it with that version"):
+        checkpoints.restore_latest({"v": np.zeros((1, 512), np.float32)}, None)
+    checkpoints.close()
 
 
 def test_a_prioritized_run_saved_with_the_old_sum_tree_layout_resumes_exactly(
