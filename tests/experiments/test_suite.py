@@ -85,3 +85,8 @@ def test_suite_trains_writes_the_page_and_the_check_holds(tmp_path: Path) -> Non
     row = next(line for line in text.splitlines() if line.startswith("| `ppo` |"))
     page.write_text(text.replace(row, row.replace("| 2e3 |", "| 9e9 |")))
     assert suite.main(["--check", "--page", str(page)]) == 1
+
+
+def test_the_results_page_matches_the_runs_it_was_made_from() -> None:
+    docs = Path(__file__).parents[2] / "docs"
+    assert suite.check(docs / "results.md", docs / "results" / "runs") == []
