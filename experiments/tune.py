@@ -1,18 +1,25 @@
 """`purerl tune AGENT` (and `python -m purerl.experiments.tune AGENT`): searches an agent's
-float options with Optuna, training each batch of trials as one vmapped sweep program.
+float and integer options with Optuna, training each batch of trials as one vmapped sweep
+program and pruning the bad ones from their intermediate returns.
 
     purerl tune ppo --env CartPole-v1 --search learning_rate=log:1e-4:1e-2 gamma=0.9:0.999 \\
-        --trials 16 --batch 4 --num-seeds 2 --total-timesteps 100000
+        update_epochs=int:2:8 --trials 32 --batch 8 --num-seeds 2 --total-timesteps 100000
 
 Optuna asks for `--batch` trials at a time; the batch trains as one program on the device
 loop (`--sweep`'s machinery, the trials as its configurations, each with `--num-seeds`
-seeds), and each trial's value is its mean final return over its seeds. The study lives in
-`RUN_DIR/study.db` (SQLite: `optuna-dashboard sqlite:///RUN_DIR/study.db` opens it), each
-batch's runs in `RUN_DIR/batch{K}/` (ordinary run directories); `--resume RUN_DIR` goes on
-after a stop, keeping the finished batches. The end prints the best configuration and writes
-`RUN_DIR/best.yaml`, which `purerl AGENT --config RUN_DIR/best.yaml` trains.
+seeds). Float options vary within a batch: they are traced values in the program. Integer
+options size its arrays and loops (env counts, rollout lengths, epochs, minibatches), so a
+batch's trials share one value of each, drawn for its first trial: they vary between batches.
+After every logging interval each trial's mean return over its seeds goes to Optuna's pruner
+(`--pruner`); a pruned trial is masked out: it stops being reported, and the batch stops
+early once every trial of it is pruned (its runs go on computing inside the program until
+then: one compiled program cannot drop a lane). A trial's value is its mean final return.
 
-Every trial of a batch trains to the end: pruning inside a batch is not done.
+The study lives in `RUN_DIR/study.db` (SQLite; `optuna-dashboard sqlite:///RUN_DIR/study.db`),
+each batch's runs in `RUN_DIR/batch{K}/`. `--resume RUN_DIR` goes on after any stop, kill -9
+included: finished trials are kept, trials of the batch in flight are marked failed and asked
+again with the same values. The end prints the best configuration and writes
+`RUN_DIR/best.yaml`, which `purerl AGENT --config RUN_DIR/best.yaml` trains.
 """
 
 from __future__ import annotations
@@ -20,87 +27,205 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shutil
 import sys
+import typing
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+from purerl.experiments.engine.features import Feature, Interval, seed_returns
 
 TUNE_FILE = "tune.json"  # The tune's own arguments, for --resume.
 STUDY_FILE = "study.db"
 BEST_FILE = "best.yaml"
+RETRY_OF = "retry_of"  # User attribute of a trial asked again: the number it repeats.
+STARTUP_TRIALS = 5  # Finished trials the median and percentile pruners wait for.
 
 
 class Range(NamedTuple):
-    """One `--search` entry: the option, its bounds and whether it is searched in log space."""
+    """One searched option: its bounds, whether in log space, whether an integer option
+    (structural: shared by a batch's trials, varied between batches)."""
 
     name: str
     low: float
     high: float
     log: bool
+    integer: bool
+
+    def entry(self) -> str:
+        """The `--search` entry that reads back as this range (saved for --resume)."""
+        kinds = ["int"] * self.integer + ["log"] * self.log
+        bounds = (int(self.low), int(self.high)) if self.integer else (self.low, self.high)
+        return f"{self.name}={':'.join([*kinds, *map(repr, bounds)])}"
+
+    def distribution(self) -> Any:
+        import optuna
+
+        if self.integer:
+            return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.log)
+        return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log)
+
+
+def searchable(config: Any) -> tuple[list[str], list[str]]:
+    """The agent's float options and its integer options (a bool is not an integer here)."""
+    hints = typing.get_type_hints(type(config))
+    fields = dataclasses.fields(config)
+    return [f.name for f in fields if hints[f.name] is float], [
+        f.name for f in fields if hints[f.name] is int
+    ]
 
 
 def parse_search(entries: list[str], config: Any) -> list[Range]:
-    """`["learning_rate=log:1e-4:1e-2", "gamma=0.9:0.999"]` as ranges of `config`'s float
-    options, with a clear error for anything else."""
-    from purerl.experiments.engine.sweep import sweepable
-
-    allowed = sweepable(config)
+    """`["learning_rate=log:1e-4:1e-2", "gamma=0.9:0.999", "update_epochs=int:2:8"]` as
+    ranges of `config`'s options, with a clear error for anything else. An integer option is
+    searched over integers with or without `int:`."""
+    floats, ints = searchable(config)
     ranges: list[Range] = []
     for entry in entries:
-        name, sep, spec = str(entry).partition("=")
+        name, _, spec = str(entry).partition("=")
         name = name.strip().replace("-", "_")
-        parts = spec.split(":")
-        log = parts[0] == "log"
-        parts = parts[1:] if log else parts
+        *kinds, low_text, high_text = [""] * 2 + spec.strip().split(":")
+        kinds = [k for k in kinds if k]
         try:
-            low, high = (float(p) for p in parts)
+            if set(kinds) - {"int", "log"} or len(set(kinds)) != len(kinds):
+                raise ValueError
+            low, high = float(low_text), float(high_text)
         except ValueError:
             raise ValueError(
-                f"--search {entry!r}: write NAME=LOW:HIGH (uniform) or NAME=log:LOW:HIGH "
-                "(log-uniform), e.g. learning_rate=log:1e-4:1e-2 gamma=0.9:0.999."
+                f"--search {entry!r}: write NAME=LOW:HIGH (uniform), NAME=log:LOW:HIGH "
+                "(log-uniform), NAME=int:LOW:HIGH or NAME=int:log:LOW:HIGH (integers), e.g. "
+                "learning_rate=log:1e-4:1e-2 gamma=0.9:0.999 update_epochs=int:2:8."
             ) from None
-        if name not in allowed:
-            what = "not an option of" if not hasattr(config, name) else "not a float option of"
-            raise ValueError(
-                f"--search {name}: {what} {type(config).__name__}; a batch of trials trains as "
-                f"one program, so only float options can be searched: {', '.join(allowed)}."
-            )
+        if name not in floats + ints:
+            raise ValueError(_not_searchable(name, config, floats, ints))
+        integer = name in ints
+        if "int" in kinds and not integer:
+            raise ValueError(f"--search {entry!r}: {name} is a float option; leave out int:.")
+        if integer and not (low.is_integer() and high.is_integer()):
+            raise ValueError(f"--search {entry!r}: {name} is an integer option; give integers.")
         if any(r.name == name for r in ranges):
             raise ValueError(f"--search {name} is given twice.")
+        log = "log" in kinds
         if not low < high or (log and low <= 0):
             raise ValueError(
                 f"--search {entry!r}: needs LOW < HIGH{' and LOW > 0 in log space' if log else ''}."
             )
         for value in (low, high):  # The agent config's own checks, on the bounds.
-            dataclasses.replace(config, **{name: value})
-        ranges.append(Range(name, low, high, log))
+            dataclasses.replace(config, **{name: int(value) if integer else value})
+        ranges.append(Range(name, low, high, log, integer))
     if not ranges:
         raise ValueError("--search needs at least one NAME=LOW:HIGH.")
     return ranges
 
 
+def _not_searchable(name: str, config: Any, floats: list[str], ints: list[str]) -> str:
+    cls = type(config).__name__
+    if not hasattr(config, name):
+        what = f"not an option of {cls}"
+    else:
+        kind = typing.get_type_hints(type(config))[name]
+        what = (
+            f"a {getattr(kind, '__name__', kind)} option of {cls}: purerl tune searches numbers "
+            "(tuples such as network sizes, strings and flags are structural choices without a "
+            "range: give them as flags and compare them as separate tunes)"
+        )
+    return (
+        f"--search {name}: {what}. Float options (varied within a batch): {', '.join(floats)}. "
+        f"Integer options (varied between batches): {', '.join(ints) or 'none'}."
+    )
+
+
+def read_search_file(path: str) -> list[str]:
+    """The `--search` entries of a YAML file mapping each option to its range, written as on
+    the command line (`learning_rate: "log:1e-5:1e-2"`) or as a mapping (`update_epochs:
+    {low: 2, high: 8, log: false}`)."""
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"--search-file {path}: cannot read it ({e}).") from None
+    if not isinstance(values, dict) or not values:
+        raise ValueError(
+            f"--search-file {path}: write one option per line, e.g. learning_rate: "
+            '"log:1e-5:1e-2", or update_epochs: {low: 2, high: 8}.'
+        )
+    entries = []
+    for name, spec in values.items():
+        if isinstance(spec, dict) and {"low", "high"} <= set(spec) <= {"low", "high", "log"}:
+            spec = f"{'log:' if spec.get('log') else ''}{spec['low']}:{spec['high']}"
+        elif not isinstance(spec, str):  # YAML 1.1 reads an unquoted 2:8 as the number 128.
+            raise ValueError(
+                f"--search-file {path}: {name}: {spec!r} is not a range; quote it "
+                f'({name}: "LOW:HIGH") or write {{low: LOW, high: HIGH}}.'
+            )
+        entries.append(f"{name}={spec}")
+    return entries
+
+
+def make_pruner(spec: str, warmup: int) -> Any:
+    """Optuna's pruner for `--pruner`: median (prunes a trial whose best intermediate
+    return so far is below the median of the finished trials' at the same interval), none,
+    percentile:P, or threshold:LOW (below LOW). None prunes before interval `warmup`."""
+    import optuna
+
+    kind, _, value = spec.partition(":")
+    try:
+        if kind == "median" and not value:
+            return optuna.pruners.MedianPruner(STARTUP_TRIALS, n_warmup_steps=warmup)
+        if kind == "none" and not value:
+            return optuna.pruners.NopPruner()
+        if kind == "percentile":
+            return optuna.pruners.PercentilePruner(
+                float(value), STARTUP_TRIALS, n_warmup_steps=warmup
+            )
+        if kind == "threshold":
+            return optuna.pruners.ThresholdPruner(lower=float(value), n_warmup_steps=warmup)
+    except ValueError:
+        pass
+    raise ValueError(
+        f"--pruner {spec!r}: choose median, none, percentile:P (0-100, e.g. percentile:25) or "
+        "threshold:LOW (prune a trial whose return is below LOW, e.g. threshold:50)."
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="purerl tune",
-        usage="purerl tune AGENT --search NAME=[log:]LOW:HIGH ... [--trials N] [--batch N] "
-        "[--run-dir DIR] [AGENT FLAGS]\n       purerl tune --resume DIR [--trials N] [--batch N]",
+        usage="purerl tune AGENT --search NAME=[int:][log:]LOW:HIGH ... [--search-file FILE] "
+        "[--trials N] [--batch N] [--pruner P] [--run-dir DIR] [AGENT FLAGS]\n"
+        "       purerl tune --resume DIR [--trials N] [--batch N]",
         allow_abbrev=False,
-        description="Search an agent's float options with Optuna, training each batch of "
-        "trials as one vmapped program. Other flags (--env, --num-seeds, --total-timesteps, "
-        "--num-envs, ...) are the agent's, as `purerl AGENT --help` lists them.",
+        description="Search an agent's float and integer options with Optuna, training each "
+        "batch of trials as one vmapped program and pruning bad trials from their "
+        "intermediate returns. Other flags (--env, --num-seeds, --total-timesteps, "
+        "--num-logs, ...) are the agent's, as `purerl AGENT --help` lists them.",
     )
     parser.add_argument(
         "--search",
         nargs="+",
-        default=None,
-        metavar="NAME=[log:]LOW:HIGH",
-        help="the float options to search and their ranges",
+        default=[],
+        metavar="NAME=[int:][log:]LOW:HIGH",
+        help="the options to search and their ranges (integer options: between batches)",
+    )
+    parser.add_argument(
+        "--search-file", default=None, help="a YAML file of ranges (NAME: [int:][log:]LOW:HIGH)"
     )
     parser.add_argument("--trials", type=int, default=None, help="trials in all (default 16)")
     parser.add_argument(
         "--batch", type=int, default=None, help="trials trained as one program (default 4)"
+    )
+    parser.add_argument(
+        "--pruner",
+        default=None,
+        help="median (default), none, percentile:P or threshold:LOW, on each trial's mean "
+        "return over its seeds after every logging interval",
+    )
+    parser.add_argument(
+        "--prune-warmup",
+        type=int,
+        default=None,
+        help="logging intervals before any pruning (default: a quarter of --num-logs)",
     )
     parser.add_argument("--run-dir", default=None, help="the tune's directory")
     parser.add_argument("--resume", default=None, help="continue the tune in this directory")
@@ -110,47 +235,18 @@ def _parser() -> argparse.ArgumentParser:
 def tune(argv: list[str]) -> dict[str, Any]:
     """Runs `purerl tune` with `argv`; returns the best trial (its options and value)."""
     optuna = _optuna()
-    args, agent_flags = _parser().parse_known_args(argv)
-    if args.resume:  # The tune's own arguments; --trials (and --batch) may change.
-        run_dir = Path(args.resume)
-        try:
-            saved = json.loads((run_dir / TUNE_FILE).read_text())
-        except OSError:
-            raise ValueError(
-                f"--resume {run_dir}: no tune there (it has no {TUNE_FILE})."
-            ) from None
-        if agent_flags not in ([], [saved["agent"]]) or args.search:
-            raise ValueError(
-                f"--resume {run_dir} continues the tune of {saved['agent']} with the options it "
-                "was started with; give only --trials or --batch with it."
-            )
-        name, search, agent_flags = saved["agent"], saved["search"], saved["flags"]
-        trials = args.trials or saved["trials"]
-        batch = args.batch or saved["batch"]
-    else:
-        if not agent_flags or agent_flags[0].startswith("-"):
-            raise ValueError("purerl tune needs an agent first: purerl tune ppo --search ...")
-        name, agent_flags = agent_flags[0], agent_flags[1:]
-        if not args.search:
-            raise ValueError("purerl tune needs --search NAME=[log:]LOW:HIGH ...")
-        search, trials, batch = args.search, args.trials or 16, args.batch or 4
-        run_dir = None
-    if trials < 1 or batch < 1:
-        raise ValueError("--trials and --batch must be at least 1.")
-    run, config, entry = _configs(name, agent_flags)
-    ranges = parse_search(search, config)
+    saved, run_dir = _arguments(*_parser().parse_known_args(argv))
+    name = saved["agent"]
+    run, config, entry = _configs(name, saved["flags"])
+    ranges = parse_search(saved["search"], config)
+    warmup = saved["prune_warmup"]
+    pruner = make_pruner(saved["pruner"], run.num_logs // 4 if warmup is None else warmup)
     if run_dir is None:
         from purerl.experiments.engine.config import default_run_dir
 
-        run_dir = Path(args.run_dir or str(default_run_dir(f"tune_{name}", run.env)))
-        if (run_dir / TUNE_FILE).exists():
-            raise ValueError(
-                f"{run_dir} already holds a tune: continue it with purerl tune --resume "
-                f"{run_dir}, or choose another --run-dir."
-            )
-        run_dir.mkdir(parents=True, exist_ok=True)
-    saved = {"agent": name, "search": search, "flags": agent_flags}
-    saved |= {"trials": trials, "batch": batch}
+        run_dir = default_run_dir(f"tune_{name}", run.env)
+    saved["search"] = [r.entry() for r in ranges]
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / TUNE_FILE).write_text(json.dumps(saved, indent=2))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -158,30 +254,64 @@ def tune(argv: list[str]) -> dict[str, Any]:
         storage=f"sqlite:///{run_dir / STUDY_FILE}",
         study_name=f"{name}-{run.env}",
         direction="maximize",
+        pruner=pruner,
         load_if_exists=True,
     )
-    distributions = {
-        r.name: optuna.distributions.FloatDistribution(r.low, r.high, log=r.log) for r in ranges
-    }
-    _tell_finished_batches(study, run_dir)
-    while True:
-        states = optuna.trial.TrialState
-        done = len(study.get_trials(deepcopy=False, states=(states.COMPLETE, states.FAIL)))
-        if done >= trials:
-            break
-        # Trials asked before a stop and never told train again first, with their values.
-        pending = study.get_trials(deepcopy=False, states=(states.RUNNING,))
-        numbers = [t.number for t in pending][: min(batch, trials - done)]
-        points = [tuple(t.params[r.name] for r in ranges) for t in pending[: len(numbers)]]
-        while len(numbers) < min(batch, trials - done):
-            trial = study.ask(distributions)
-            numbers.append(trial.number)
-            points.append(tuple(trial.params[r.name] for r in ranges))
-        index = len(list(run_dir.glob("batch*/summary.json")))
-        values = _train_batch(entry, run, config, ranges, points, numbers, run_dir, index)
-        for number, value in zip(numbers, values, strict=True):
-            _tell(study, number, value)
-    return _finish(study, run, config, ranges, run_dir, name)
+    # Seeded by the trials so far, so a resumed tune does not draw the same points again.
+    study.sampler = optuna.samplers.TPESampler(
+        seed=run.seed + len(study.trials), constant_liar=True
+    )
+    tuner = _Tuner(study, entry, run, config, ranges, run_dir)
+    tuner.recover()
+    while (left := saved["trials"] - tuner.finished()) > 0:
+        tuner.train_batch(min(saved["batch"], left))
+    return _finish(study, run, config, run_dir, name)
+
+
+def _arguments(args: argparse.Namespace, flags: list[str]) -> tuple[dict[str, Any], Path | None]:
+    """The tune's own arguments (`tune.json`: agent, its flags, search entries, trials, batch,
+    pruner) and its directory (None where none is given): a new tune's from the command
+    line, a resumed one's as saved, where --trials and --batch may change."""
+    if args.resume:
+        run_dir = Path(args.resume)
+        try:
+            saved = json.loads((run_dir / TUNE_FILE).read_text())
+        except OSError:
+            raise ValueError(
+                f"--resume {run_dir}: no tune there (it has no {TUNE_FILE})."
+            ) from None
+        given = args.search or args.search_file or args.pruner or args.prune_warmup is not None
+        if flags not in ([], [saved["agent"]]) or given or args.run_dir:
+            raise ValueError(
+                f"--resume {run_dir} continues the tune of {saved['agent']} with the options it "
+                "was started with; give only --trials or --batch with it."
+            )
+        saved.setdefault("pruner", "median")  # A tune started before pruning.
+        saved.setdefault("prune_warmup", None)
+    else:
+        if not flags or flags[0].startswith("-"):
+            raise ValueError("purerl tune needs an agent first: purerl tune ppo --search ...")
+        search = list(args.search)
+        if args.search_file:
+            search += read_search_file(args.search_file)
+        if not search:
+            raise ValueError(
+                "purerl tune needs --search NAME=[int:][log:]LOW:HIGH ... (or --search-file)"
+            )
+        run_dir = Path(args.run_dir) if args.run_dir else None
+        if run_dir is not None and (run_dir / TUNE_FILE).exists():
+            raise ValueError(
+                f"{run_dir} already holds a tune: continue it with purerl tune --resume "
+                f"{run_dir}, or choose another --run-dir."
+            )
+        saved = {"agent": flags[0], "flags": flags[1:], "search": search, "trials": 16}
+        saved |= {"batch": 4, "pruner": args.pruner or "median"}
+        saved["prune_warmup"] = args.prune_warmup
+    saved["trials"] = args.trials or saved["trials"]
+    saved["batch"] = args.batch or saved["batch"]
+    if saved["trials"] < 1 or saved["batch"] < 1:
+        raise ValueError("--trials and --batch must be at least 1.")
+    return saved, run_dir
 
 
 def _configs(name: str, flags: list[str]) -> tuple[Any, Any, Any]:
@@ -197,6 +327,11 @@ def _configs(name: str, flags: list[str]) -> tuple[Any, Any, Any]:
     args = parse(experiment_class(name), flags, prog=f"purerl tune {name}")
     if args.run.resume or args.run.run_dir:
         raise ValueError("give --run-dir and --resume of the tune itself, before the agent flags")
+    if args.run.checkpoint_every is not None:
+        raise ValueError(
+            "purerl tune does not checkpoint its batches (a stopped tune trains the trials it "
+            "was training again); leave out --checkpoint-every."
+        )
     run, config = with_preset(args.agent, args.run, given_options(flags), args.run.quiet)
     from purerl import envs
 
@@ -208,33 +343,196 @@ def _configs(name: str, flags: list[str]) -> tuple[Any, Any, Any]:
     return run, config, entry
 
 
-def _train_batch(
-    entry: Any,
-    run: Any,
-    config: Any,
-    ranges: list[Range],
-    points: list[tuple[float, ...]],
-    numbers: list[int],
-    run_dir: Path,
-    index: int,
-) -> list[float]:
-    """Trains one batch of trials as one sweep program in `RUN_DIR/batch{index}`; returns
-    each trial's mean final return over its seeds."""
-    from purerl.experiments.engine.sweep import Sweep
-    from purerl.experiments.engine.trainer import train
+class _AllPruned(Exception):
+    """Every trial of a batch was pruned (or diverged): the batch stops."""
 
-    names = tuple(r.name for r in ranges)
-    sweep = Sweep.from_points(names, points, config)
-    batch_dir = run_dir / f"batch{index}"
-    if batch_dir.exists():  # A batch stopped before its end trains again from the start.
-        shutil.rmtree(batch_dir)
-    batch_dir.mkdir(parents=True)
-    (batch_dir / "trials.json").write_text(json.dumps(numbers))
-    print(f"tune batch {index}: trials {', '.join(map(str, numbers))}", flush=True)
-    result = train(
-        entry, dataclasses.replace(run, run_dir=str(batch_dir), sweep=sweep.entries()), config
-    )
-    return _trial_values(result.summary, len(points))
+
+class TrialReports(Feature):
+    """Reports each trial's mean return over its seeds after every logging interval to its
+    Optuna trial, at step `interval + 1`, and tells the study the trials the pruner stops
+    (pruned) or whose learner metrics became non-finite (failed). Such a trial is masked
+    out: no longer reported, its runs left to finish the compiled program. When none is
+    left, the batch stops.
+
+    Steps count logging intervals, not env steps, so trials whose integer options change
+    the env steps per update still meet the pruner at the same point of their run.
+    """
+
+    def __init__(self, study: Any, trials: list[Any], seeds: int):
+        self.study, self.trials, self.seeds = study, trials, seeds
+        self.live = list(range(len(trials)))
+
+    def on_interval(self, interval: Interval) -> None:
+        import optuna
+
+        returns = seed_returns(interval.output.episodes).reshape(len(self.trials), self.seeds)
+        finite = np.ones(returns.shape[0], bool)
+        for value in interval.output.metrics.values():
+            finite &= np.isfinite(value).all(0).reshape(returns.shape).all(1)
+        for i in list(self.live):
+            trial = self.trials[i]
+            if not finite[i]:  # Its loss diverged: a trial that failed, not a bad one.
+                trial.set_user_attr("diverged_in_interval", interval.index + 1)
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                self.live.remove(i)
+                print(f"  trial {trial.number}: diverged (non-finite loss), failed", flush=True)
+                continue
+            if np.isnan(returns[i]).all():  # No episode ended in this interval.
+                continue
+            trial.report(float(np.nanmean(returns[i])), interval.index + 1)
+            if trial.should_prune():
+                self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                self.live.remove(i)
+                print(
+                    f"  trial {trial.number}: pruned after interval {interval.index + 1} "
+                    f"(return {np.nanmean(returns[i]):.1f})",
+                    flush=True,
+                )
+        if not self.live:
+            raise _AllPruned
+
+
+class _Tuner:
+    """A tune's study and the batches it trains."""
+
+    def __init__(
+        self, study: Any, entry: Any, run: Any, config: Any, ranges: list[Range], run_dir: Path
+    ):
+        self.study, self.entry, self.run, self.config = study, entry, run, config
+        self.ranges, self.run_dir = ranges, run_dir
+        self.distributions = {r.name: r.distribution() for r in ranges}
+        self.structural = [r.name for r in ranges if r.integer]
+        self.floats = tuple(r.name for r in ranges if not r.integer)
+
+    def finished(self) -> int:
+        """Trials that count towards `--trials`: complete, pruned, or failed and not asked
+        again."""
+        import optuna
+
+        states = optuna.trial.TrialState
+        trials = self.study.get_trials(deepcopy=False)
+        retried = {t.user_attrs.get(RETRY_OF) for t in trials}
+        done = (states.COMPLETE, states.PRUNED, states.FAIL)
+        return sum(t.state in done and t.number not in retried for t in trials)
+
+    def recover(self) -> None:
+        """After a stop: tells the study the values of batches that finished without telling
+        it, then fails the trials still running (a batch killed in flight) and asks them
+        again with the same values."""
+        import optuna
+
+        running = {t.number for t in self._running()}
+        for batch_dir in sorted(self.run_dir.glob("batch*")):
+            path, numbers = batch_dir / "summary.json", self._numbers(batch_dir)
+            if not path.exists() or not running.intersection(numbers):
+                continue
+            values = _trial_values(json.loads(path.read_text()), len(numbers))
+            for number, value in zip(numbers, values, strict=True):
+                if number in running:
+                    _tell(self.study, number, value)
+        for trial in self._running():
+            self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
+            print(f"trial {trial.number} was in flight when the tune stopped: asked again")
+
+    def ask_batch(self, size: int) -> list[Any]:
+        """Up to `size` trials that share the integer options of the first (trials queued
+        to be asked again come first)."""
+        import optuna
+
+        trials = [self.study.ask(self.distributions)]
+        if not self.floats:  # Nothing varies within a batch: one trial per batch.
+            return trials
+        fixed = {n: trials[0].params[n] for n in self.structural}
+        while len(trials) < size:
+            waiting = self.study.get_trials(
+                deepcopy=False, states=(optuna.trial.TrialState.WAITING,)
+            )
+            if waiting:
+                queued = waiting[0].system_attrs.get("fixed_params", {})
+                if any(queued.get(n, fixed[n]) != fixed[n] for n in self.structural):
+                    break  # The next queued trial has other integer options: its own batch.
+            elif fixed:
+                self.study.enqueue_trial(fixed)  # The sampler draws the floats.
+            trials.append(self.study.ask(self.distributions))
+        return trials
+
+    def train_batch(self, size: int) -> None:
+        """Asks a batch of trials and trains it as one sweep program in `RUN_DIR/batch{K}`,
+        telling the study each trial's end: complete with its mean final return, pruned,
+        or failed."""
+        import optuna
+        from purerl.experiments.engine.sweep import Sweep
+        from purerl.experiments.engine.trainer import train
+
+        trials = []
+        for trial in self.ask_batch(size):
+            try:  # The agent config's own checks (an integer combination it refuses).
+                dataclasses.replace(self.config, **trial.params)
+                trials.append(trial)
+            except ValueError as e:
+                trial.set_user_attr("error", str(e))
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                print(f"trial {trial.number}: {e} (failed)", flush=True)
+        if not trials:
+            return
+        structure = {n: trials[0].params[n] for n in self.structural}
+        config = dataclasses.replace(self.config, **structure)
+        sweep = ()
+        if self.floats:
+            points = [tuple(t.params[n] for n in self.floats) for t in trials]
+            sweep = Sweep.from_points(self.floats, points, config).entries()
+        batch_dir = self.run_dir / f"batch{len(list(self.run_dir.glob('batch*')))}"
+        batch_dir.mkdir(parents=True)
+        numbers = [t.number for t in trials]
+        (batch_dir / "trials.json").write_text(json.dumps(numbers))
+        shared = "".join(f", {n}={v}" for n, v in structure.items())
+        print(f"tune {batch_dir.name}: trials {', '.join(map(str, numbers))}{shared}", flush=True)
+        run = dataclasses.replace(self.run, run_dir=str(batch_dir), sweep=sweep, checkpoint_every=0)
+        reports = TrialReports(self.study, trials, run.num_seeds)
+        try:
+            result = train(self.entry, run, config, [reports])
+        except _AllPruned:
+            return
+        except ValueError as e:
+            if not structure:
+                raise
+            # The agent refused these integer options (e.g. its env count on these devices).
+            for i in reports.live:
+                trials[i].set_user_attr("error", str(e))
+                self.study.tell(trials[i], state=optuna.trial.TrialState.FAIL)
+            print(f"{batch_dir.name} failed: {e}", flush=True)
+            return
+        except FloatingPointError:  # A trial diverged: the others train again elsewhere.
+            self._again([trials[i] for i in reports.live])
+            return
+        except KeyboardInterrupt:
+            self._again([trials[i] for i in reports.live])
+            raise KeyboardInterrupt(
+                f"stopped in {batch_dir.name}; its unfinished trials are asked again when you "
+                f"continue with purerl tune --resume {self.run_dir}"
+            ) from None
+        values = _trial_values(result.summary, len(trials))
+        for i in reports.live:
+            _tell(self.study, trials[i].number, values[i])
+
+    def _again(self, trials: list[Any]) -> None:
+        """Fails `trials` (stopped before their end) and queues them to be asked again."""
+        import optuna
+
+        for trial in trials:
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
+
+    def _running(self) -> list[Any]:
+        import optuna
+
+        return self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+
+    @staticmethod
+    def _numbers(batch_dir: Path) -> list[int]:
+        path = batch_dir / "trials.json"
+        return json.loads(path.read_text()) if path.exists() else []
 
 
 def _trial_values(summary: dict[str, Any], trials: int) -> list[float]:
@@ -253,29 +551,9 @@ def _tell(study: Any, number: int, value: float) -> None:
         study.tell(number, state=optuna.trial.TrialState.FAIL)
 
 
-def _tell_finished_batches(study: Any, run_dir: Path) -> None:
-    """Tells the study the values of batches that finished but were not told (a stop between
-    the end of a batch and the study's write)."""
-    import optuna
-
-    running = {t.number for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))}
-    for batch_dir in sorted(run_dir.glob("batch*")):
-        path = batch_dir / "summary.json"
-        if not path.exists() or not (batch_dir / "trials.json").exists():
-            continue
-        numbers = json.loads((batch_dir / "trials.json").read_text())
-        if not running.intersection(numbers):
-            continue
-        values = _trial_values(json.loads(path.read_text()), len(numbers))
-        for number, value in zip(numbers, values, strict=True):
-            if number in running:
-                _tell(study, number, value)
-
-
-def _finish(
-    study: Any, run: Any, config: Any, ranges: list[Range], run_dir: Path, name: str
-) -> dict[str, Any]:
+def _finish(study: Any, run: Any, config: Any, run_dir: Path, name: str) -> dict[str, Any]:
     """Prints the best configuration and writes it as `RUN_DIR/best.yaml`."""
+    import optuna
     import yaml
 
     try:
@@ -288,16 +566,19 @@ def _finish(
         settings["env_params"] = list(run.env_params)
     for f in dataclasses.fields(tuned):
         settings[f.name] = _plain(getattr(tuned, f.name))
+    states = optuna.trial.TrialState
+    counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in states}
+    tally = ", ".join(f"{n} {k}" for k, n in counts.items() if n and k != "waiting")
     header = (
-        f"# purerl tune {name}: the best of {len(study.trials)} trials (trial {best.number}, "
-        f"mean final return {best.value:.2f} after {run.total_timesteps:,} env steps).\n"
-        f"# Train it: purerl {name} --config {run_dir / BEST_FILE}\n"
+        f"# purerl tune {name}: the best of {len(study.trials)} trials ({tally}): trial "
+        f"{best.number}, mean final return {best.value:.2f} after {run.total_timesteps:,} env "
+        f"steps.\n# Train it: purerl {name} --config {run_dir / BEST_FILE}\n"
     )
     (run_dir / BEST_FILE).write_text(header + yaml.safe_dump(settings, sort_keys=False))
     options = ", ".join(f"{k}={v:.4g}" for k, v in best.params.items())
     print(
-        f"best of {len(study.trials)} trials: trial {best.number}, {options}: mean final return "
-        f"{best.value:.2f}\n  written to {run_dir / BEST_FILE} "
+        f"best of {len(study.trials)} trials ({tally}): trial {best.number}, {options}: mean "
+        f"final return {best.value:.2f}\n  written to {run_dir / BEST_FILE} "
         f"(train it: purerl {name} --config {run_dir / BEST_FILE})",
         flush=True,
     )

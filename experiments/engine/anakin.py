@@ -200,16 +200,20 @@ class DeviceLoop:
             vec_env = ScaleReward(vec_env, reward_gamma, DEVICE_AXIS)
         spec = env_spec(env, env_params)
         steps_per_env_step = recipe.num_envs
-        values = None if sweep is None else jnp.asarray(sweep[0], jnp.float32)
+        # The swept values `[runs, H]` are an argument of the programs, not constants in
+        # them: sweeps of as many configurations compile to one program (and hit the
+        # persistent compile cache), whatever their values - a tuner's batches do.
+        values = np.zeros((num_seeds, 0)) if sweep is None else sweep[0]
+        self._values = jax.device_put(np.asarray(values, np.float32), NamedSharding(mesh, P()))
 
-        def recipe_of(index: jax.Array | None) -> Recipe:
+        def recipe_of(values: jax.Array, index: jax.Array | None) -> Recipe:
             """The recipe of vmapped run `index` (its swept values), or the only one."""
             return recipe if sweep is None else sweep[1](values[index])
 
         def update(
-            runner: Runner, index: jax.Array | None = None
+            runner: Runner, values: jax.Array, index: jax.Array | None = None
         ) -> tuple[Runner, tuple[dict[str, jax.Array], EpisodeStats]]:
-            this = recipe_of(index)
+            this = recipe_of(values, index)
             agent, data = this.agent, this.data
             runner, trajectory, stats = rollout(
                 agent, vec_env, env_params, runner, schedule, spec.action_space, steps_per_env_step
@@ -218,9 +222,12 @@ class DeviceLoop:
             return runner, (metrics, stats)
 
         def init_one(
-            seed_key: jax.Array, device_index: jax.Array, index: jax.Array | None = None
+            seed_key: jax.Array,
+            device_index: jax.Array,
+            values: jax.Array,
+            index: jax.Array | None = None,
         ) -> Runner:
-            this = recipe_of(index)
+            this = recipe_of(values, index)
             agent, data = this.agent, this.data
             agent_key, env_key = jax.random.split(seed_key)
             # Same agent on every device; its own envs and randomness on each.
@@ -243,21 +250,23 @@ class DeviceLoop:
             """The global index of this block's first run (runs split over devices)."""
             return jax.lax.axis_index(RUNS_AXIS) * count if self.spread else jnp.int32(0)
 
-        def init_block(seed_keys: jax.Array) -> Runner:
+        def init_block(seed_keys: jax.Array, values: jax.Array) -> Runner:
             index = jax.lax.axis_index(DEVICE_AXIS)
             if self.spread:
                 seed_keys = seed_keys[0]  # This device's runs.
             # One seed at a time, not vmapped: jaxlib's batched LAPACK QR (orthogonal init)
             # waits on the intra-op thread pool, and two such waits deadlock a 2-core CPU.
             if sweep is None:
-                runner = jax.lax.map(lambda key: init_one(key, index), seed_keys)
+                runner = jax.lax.map(lambda key: init_one(key, index, values), seed_keys)
             else:
                 count = seed_keys.shape[0]
                 runs = first_run(count) + jnp.arange(count)
-                runner = jax.lax.map(lambda a: init_one(a[0], index, a[1]), (seed_keys, runs))
+                runner = jax.lax.map(
+                    lambda a: init_one(a[0], index, values, a[1]), (seed_keys, runs)
+                )
             return jax.tree.map(lambda x: x[None], runner)
 
-        def step_block(runner: Runner) -> tuple[Runner, Any]:
+        def step_block(runner: Runner, values: jax.Array) -> tuple[Runner, Any]:
             runner = jax.tree.map(lambda x: x[0], runner)
             if runner.key.shape[0] == 1:
                 # One seed: skip the size-1 vmap, whose batched matmuls run slower on CPU.
@@ -265,7 +274,7 @@ class DeviceLoop:
                 # XLA copy the whole replay buffer on every update.
                 first = None if sweep is None else first_run(1)
                 runner, out = jax.lax.scan(
-                    lambda r, _: update(r, first),
+                    lambda r, _: update(r, values, first),
                     jax.tree.map(lambda x: x[0], runner),
                     None,
                     length=updates_per_interval,
@@ -273,11 +282,11 @@ class DeviceLoop:
                 runner = jax.tree.map(lambda x: x[None, None], runner)
                 return runner, jax.tree.map(lambda x: x[None, :, None], out)
             if sweep is None:
-                seed_update = jax.vmap(update)
+                seed_update = jax.vmap(lambda r: update(r, values))
             else:
                 count = runner.key.shape[0]
                 runs = first_run(count) + jnp.arange(count)
-                seed_update = lambda r: jax.vmap(update)(r, runs)  # noqa: E731
+                seed_update = lambda r: jax.vmap(update, (0, None, 0))(r, values, runs)  # noqa: E731
             runner, out = jax.lax.scan(
                 lambda r, _: seed_update(r), runner, None, length=updates_per_interval
             )
@@ -288,14 +297,18 @@ class DeviceLoop:
             jax.shard_map(
                 init_block,
                 mesh=mesh,
-                in_specs=self._keys_spec,
+                in_specs=(self._keys_spec, P()),
                 out_specs=P(lead),
                 check_vma=False,
             )
         )
         self._step_fn = jax.jit(
             jax.shard_map(
-                step_block, mesh=mesh, in_specs=P(lead), out_specs=P(lead), check_vma=False
+                step_block,
+                mesh=mesh,
+                in_specs=(P(lead), P()),
+                out_specs=P(lead),
+                check_vma=False,
             ),
             donate_argnums=0,
         )
@@ -310,15 +323,15 @@ class DeviceLoop:
         keys = jax.device_put(seeds, NamedSharding(self.mesh, self._keys_spec))
         # It runs once: XLA's backend optimisations would cost ~0.5 s and save nothing.
         options = {"xla_backend_optimization_level": 0}
-        init = self._init.lower(keys).compile(compiler_options=options)
+        init = self._init.lower(keys, self._values).compile(compiler_options=options)
         # Init finishes before the step compiles, so the two never compete for the cores.
-        runner = jax.block_until_ready(init(keys))
-        self._step = self._step_fn.lower(runner).compile()
+        runner = jax.block_until_ready(init(keys, self._values))
+        self._step = self._step_fn.lower(runner, self._values).compile()
         return runner
 
     def step(self, runner: Runner) -> tuple[Runner, IntervalOutput]:
         """One logging interval; its outputs are `[updates, seeds]`."""
-        runner, (metrics, stats) = self._step(runner)
+        runner, (metrics, stats) = self._step(runner, self._values)
         # Blocking here also keeps un-awaited collectives from piling up (docs/architecture.md).
         if self.spread:  # [devices, updates, runs per device] -> [updates, runs]
             pick = lambda x: np.concatenate(list(gather(x)), axis=-1)  # noqa: E731

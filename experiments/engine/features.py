@@ -112,7 +112,7 @@ class MetricFiles(Feature):
         if self.run_dir is None:
             return
         write_csv(self.run_dir / "metrics.csv", self.rows)
-        returns = np.stack([_seed_returns(e) for e in self.episodes])
+        returns = np.stack([seed_returns(e) for e in self.episodes])
         write_returns(self.run_dir / RETURNS_FILE, [r["step"] for r in self.rows], returns)
 
     def state(self) -> Any:
@@ -134,7 +134,7 @@ class MetricFiles(Feature):
             return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def _seed_returns(episodes: EpisodeStats) -> np.ndarray:
+def seed_returns(episodes: EpisodeStats) -> np.ndarray:
     """Mean return of the episodes that ended in one interval, per seed (NaN if none)."""
     count = episodes.count.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
