@@ -31,6 +31,11 @@ class HostEnvError(RuntimeError):
     """A host environment raised while the loop stepped or reset it."""
 
 
+class EnvsRestarted(RuntimeError):
+    """Envs were lost and made afresh (a Ray env worker died): the step did not happen and
+    every env was reset, so the host loop drops the rollout in flight."""
+
+
 # --------------------------------------------------------------------------------------
 # dm_env -> Gymnasium
 
@@ -235,7 +240,7 @@ class HostVecEnv:
         """
         try:
             raw, reward, terminated, truncated, finals, *over = self._step_envs(action)
-        except EnvCheckError:
+        except (EnvCheckError, EnvsRestarted):
             raise
         except Exception as e:
             raise HostEnvError(

@@ -11,14 +11,21 @@ run as `--host-envs sync`.
 
 Without an address a local Ray starts in this process and stops when the env closes; with
 one (`auto`, or `HOST:PORT` of a cluster's head) the envs join that cluster, whose nodes
-need purerl and the env's package installed. The envs' state is not checkpointed: a resumed
-run resets the workers' envs, which start new episodes (not bit-identical, as async envs).
+need purerl and the env's package installed. Ray spreads the workers over the cluster's
+nodes. The envs' state is not checkpointed: a resumed run resets the workers' envs, which
+start new episodes (not bit-identical, as async envs).
+
+A worker that dies (its process killed, its node lost) is made afresh, its envs made anew
+from their factory, and every env is reset (new episodes); the step raises `EnvsRestarted`,
+so the host loop drops the rollout in flight and collects it again. An env that raises stops
+the run, as in the sync path.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -28,11 +35,18 @@ import numpy as np
 from gymnasium import spaces
 from purerl.envs.checks import EnvCheckError
 from purerl.envs.host import (
+    EnvsRestarted,
     HostVecEnv,
     _EnvFactory,
 )
 
 EXTRA_HINT = 'Ray is an optional extra: pip install -e ".[ray]" (or pip install "ray>=2.50").'
+RESET_TRIES = 3  # Resets tried while workers keep dying in them.
+START_SECONDS = 120.0  # How long a worker may take to start (placed, its envs made).
+NO_ROOM = (
+    "each asks Ray for one CPU: has the cluster that many free? `ray status` shows its nodes "
+    "and free CPUs; add nodes, or run fewer --env-workers"
+)
 
 
 def _ray() -> Any:
@@ -67,19 +81,23 @@ class EnvWorker:
         same_step = gymnasium.vector.AutoresetMode.SAME_STEP
         self.vec = gymnasium.vector.SyncVectorEnv([make] * num_envs, autoreset_mode=same_step)
 
-    def node(self) -> str:
-        """The IP address of the node this worker runs on."""
+    def node(self) -> tuple[str, str, str]:
+        """The Ray node this worker runs on: its id, IP address and host name."""
         import ray
 
-        return ray.util.get_node_ip_address()
+        node_id = ray.get_runtime_context().get_node_id()
+        return node_id, ray.util.get_node_ip_address(), socket.gethostname()
 
     def reset(self, seeds: list[int]) -> Any:
         return self.vec.reset(seed=seeds)[0]
 
     def step(self, action: np.ndarray) -> tuple[Any, ...]:
         """`HostVecEnv._step_envs` on this slice; `finals` keyed by the slice's indices,
-        and the sixth entry (where whole games ended) None when the envs give none."""
+        the sixth entry (where whole games ended) None when the envs give none, and the
+        seventh the seconds the envs took (the worker's busy time, for the metrics)."""
+        start = time.perf_counter()
         raw, reward, terminated, truncated, info = self.vec.step(action)
+        seconds = time.perf_counter() - start
         finals = {}
         if "_final_obs" in info:
             finals = {int(i): info["final_obs"][i] for i in np.flatnonzero(info["_final_obs"])}
@@ -90,7 +108,7 @@ class EnvWorker:
                 ended["game_over"], bool
             )
             over = (terminated | truncated) & ~lost_life
-        return raw, reward, terminated, truncated, finals, over
+        return raw, reward, terminated, truncated, finals, over, seconds
 
     def close(self) -> None:
         self.vec.close()
@@ -166,35 +184,73 @@ class RayVecEnv(HostVecEnv):
         self.slices = slices(num_envs, workers)
         self._ray = _ray()
         self._owns_ray = connect(address, num_cpus=workers)
-        flatten = not isinstance(raw_obs, spaces.Box)
-        actor = self._ray.remote(num_cpus=1)(EnvWorker)
-        self.workers = [actor.remote(env_fn, name, b - a, flatten) for a, b in self.slices]
+        self._args = (env_fn, name, not isinstance(raw_obs, spaces.Box))
+        # SPREAD: over the cluster's nodes, rather than packed onto the first with room.
+        self._actor = self._ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(EnvWorker)
+        self.workers = [self._new_worker(w) for w in range(workers)]
         try:
-            self.nodes = self._ray.get([w.node.remote() for w in self.workers])
+            refs = [w.node.remote() for w in self.workers]
+            self.nodes = self._ray.get(refs, timeout=START_SECONDS)
+        except self._ray.exceptions.GetTimeoutError:
+            for w in self.workers:  # Not closed in turn: some never started.
+                self._ray.kill(w)
+            self.workers = []
+            self.close()
+            raise ValueError(
+                f"The {workers} Ray env workers did not all start within {START_SECONDS:.0f} "
+                f"s: {NO_ROOM}."
+            ) from None
         except Exception:
             self.close()
             raise
+        self.restarts = 0  # Workers made afresh after they died, over the run.
+        self.busy = np.zeros(workers)  # Seconds each worker stepped its envs, since read.
+        self._seed = 0
         self.steps = 0
         self.episode_return = np.zeros(num_envs, np.float64)
         self.episode_length = np.zeros(num_envs, np.int64)
         self._zeros_f, self._zeros_i = np.zeros(num_envs), np.zeros(num_envs, np.int64)
         self.obs: np.ndarray | None = None
 
+    def _new_worker(self, w: int) -> Any:
+        a, b = self.slices[w]
+        env_fn, name, flatten = self._args
+        return self._actor.remote(env_fn, name, b - a, flatten)
+
     @property
     def where(self) -> str:
-        """Where the envs run, for the startup line."""
-        nodes = len(set(self.nodes))
-        cluster = "local Ray" if self.address is None else f"Ray cluster at {self.address}"
-        on = f" on {nodes} nodes" if nodes > 1 else ""
-        return f"{self.num_envs} envs in {len(self.workers)} Ray workers{on} ({cluster})"
+        """Where the envs run, for the startup line: the workers by node."""
+        if self.address is not None:
+            cluster = f"Ray cluster at {self.address}"
+        elif self._owns_ray:
+            cluster = "local Ray"
+        else:  # This process had joined a Ray before.
+            cluster = f"Ray at {self._ray.get_runtime_context().gcs_address}"
+        return (
+            f"{self.num_envs} envs in {len(self.workers)} Ray workers ({cluster}; "
+            f"{placement(self.nodes)})"
+        )
+
+    def worker_seconds(self) -> np.ndarray:
+        """Seconds each worker spent stepping its envs since the last call."""
+        busy, self.busy = self.busy, np.zeros_like(self.busy)
+        return busy
 
     def _reset_envs(self, seed: int) -> Any:
-        ray = self._ray
+        self._seed = seed
+        for _ in range(RESET_TRIES - 1):
+            try:
+                return self._reset_workers(seed)
+            except EnvsRestarted:
+                continue  # Reset the new workers too.
+        return self._reset_workers(seed)
+
+    def _reset_workers(self, seed: int) -> np.ndarray:
         refs = [
             w.reset.remote([seed + i for i in range(a, b)])
             for w, (a, b) in zip(self.workers, self.slices, strict=True)
         ]
-        return np.concatenate(ray.get(refs))
+        return np.concatenate(self._results(refs))
 
     def _step_envs(self, action: np.ndarray) -> tuple[Any, ...]:
         action = np.asarray(action)
@@ -202,9 +258,13 @@ class RayVecEnv(HostVecEnv):
             w.step.remote(action[a:b]) for w, (a, b) in zip(self.workers, self.slices, strict=True)
         ]
         try:
-            parts = self._ray.get(refs)
-        except Exception:
-            self._raise_first_error(refs)
+            parts = self._results(refs)
+        except EnvsRestarted:
+            # New envs in the new workers: every env starts a new episode, seeded apart from
+            # the run's first ones, so the loop goes on from a consistent batch.
+            self.reset(self._seed + self.num_envs * self.restarts)
+            raise
+        self.busy += [p[6] for p in parts]
         raw, reward, terminated, truncated = (
             np.concatenate([p[k] for p in parts]) for k in range(4)
         )
@@ -218,21 +278,67 @@ class RayVecEnv(HostVecEnv):
         )
         return raw, reward, terminated, truncated, finals, over
 
-    def _raise_first_error(self, refs: list[Any]) -> NoReturn:
-        """Raises the first failed worker's error, naming the worker; takes every worker's
-        result first (Ray reports errors no one took as unhandled)."""
-        errors = []
-        for w, ((a, b), ref) in enumerate(zip(self.slices, refs, strict=True)):
+    def _results(self, refs: list[Any]) -> list[Any]:
+        """Every worker's result, in worker order. Where workers died, makes them afresh
+        and raises `EnvsRestarted`; where an env raised, raises its error."""
+        try:
+            return self._ray.get(refs)
+        except Exception:
+            pass
+        # Take every worker's result (Ray reports errors no one took as unhandled).
+        died, failed = [], []
+        for w, ref in enumerate(refs):
             try:
                 self._ray.get(ref)
+            except self._ray.exceptions.RayActorError as e:
+                died.append((w, e))
             except Exception as e:
-                errors.append((w, a, b, e))
-        w, a, b, e = errors[0]
+                failed.append((w, e))
+        if failed:
+            self._raise_env_error(*failed[0])
+        for w, _ in died:
+            try:
+                self._ray.kill(self.workers[w])
+            except Exception:
+                pass  # Gone already.
+            self.workers[w] = self._new_worker(w)
+        for w, _ in died:  # Where the new workers run (which also waits for them to start).
+            self.nodes[w] = self._started(w)
+        self.restarts += len(died)
+        which = "; ".join(
+            f"Ray env worker {w} (envs {self.slices[w][0]} to {self.slices[w][1] - 1}) died "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}), made afresh on "
+            f"{node_label(self.nodes[w], self.nodes)}"
+            for w, e in died
+        )
+        raise EnvsRestarted(
+            f"{which}; every env was reset (new episodes); {self.restarts} worker restart(s) "
+            "in this run"
+        )
+
+    def _started(self, w: int) -> tuple[str, str, str]:
+        """The node of worker `w`, made afresh, once it has started; a clear error where
+        it cannot start in `START_SECONDS` (no node with a free CPU, as after a lost node)."""
+        try:
+            return self._ray.get(self.workers[w].node.remote(), timeout=START_SECONDS)
+        except self._ray.exceptions.GetTimeoutError:
+            self._ray.kill(self.workers[w])  # Not left waiting for room.
+            raise RuntimeError(
+                f"Ray env worker {w} died and the worker made in its place did not start "
+                f"within {START_SECONDS:.0f} s: {NO_ROOM}"
+            ) from None
+
+    def _raise_env_error(self, w: int, e: Exception) -> NoReturn:
+        """Raises the error of worker `w`'s envs, naming the worker, its envs and its node,
+        with Ray's error (the env's remote traceback) as its cause."""
+        a, b = self.slices[w]
         cause = getattr(e, "cause", None) or e  # A `RayTaskError` holds the env's error.
         if isinstance(cause, EnvCheckError):
             raise cause from None
-        node = self.nodes[w]
-        raise RuntimeError(f"in Ray env worker {w} (envs {a} to {b - 1}, node {node}): {cause!r}")
+        where = node_label(self.nodes[w], self.nodes)
+        raise RuntimeError(
+            f"in Ray env worker {w} (envs {a} to {b - 1}, on {where}): {cause!r}"
+        ) from e
 
     def get_state(self) -> bytes | None:
         """None: the workers' envs are not checkpointed (a resumed run starts new episodes
@@ -258,3 +364,34 @@ class RayVecEnv(HostVecEnv):
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
             self._owns_ray = False
+
+
+def node_label(node: tuple[str, str, str], nodes: list[tuple[str, str, str]]) -> str:
+    """A node as `host (IP)`, with the start of its Ray node id where another node of
+    `nodes` has the same host and IP (several Ray nodes on one machine)."""
+    node_id, ip, host = node
+    label = f"{host} ({ip})"
+    if any(other[1:] == node[1:] and other[0] != node_id for other in nodes):
+        label = f"{host} ({ip}, node {node_id[:8]})"
+    return label
+
+
+def placement(nodes: list[tuple[str, str, str]]) -> str:
+    """Which workers run on which node: `workers 0-3 on a (10.0.0.1), 4-7 on b (...)`."""
+    by_node: dict[str, list[int]] = {}
+    for w, node in enumerate(nodes):
+        by_node.setdefault(node_label(node, nodes), []).append(w)
+    groups = [f"{_ranges(ws)} on {label}" for label, ws in by_node.items()]
+    word = "worker" if len(nodes) == 1 else "workers"
+    return f"{word} {', '.join(groups)}"
+
+
+def _ranges(numbers: list[int]) -> str:
+    """`[0, 1, 2, 5]` -> `0-2, 5`."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)

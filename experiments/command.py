@@ -27,6 +27,10 @@ TOOLS = {  # Commands beside the agents: (module, what it does).
         "purerl.experiments.tune",
         "search an agent's options with Optuna, a batch of trials per program",
     ),
+    "benchmark-ray": (
+        "purerl.experiments.benchmark_ray",
+        "env steps/s of sync, async and Ray env workers on a slow env",
+    ),
     "benchmark-tune": (
         "purerl.experiments.benchmark_tune",
         "time purerl tune against the same trials one process each",

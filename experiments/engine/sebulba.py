@@ -26,6 +26,7 @@ import base64
 import functools
 import os
 import queue
+import sys
 import threading
 import time
 from typing import Any, NamedTuple
@@ -43,7 +44,7 @@ from purerl.core import (
     random_actions,
     reset_carry,
 )
-from purerl.envs.host import HostEnvError, HostVecEnv
+from purerl.envs.host import EnvsRestarted, HostEnvError, HostVecEnv
 from purerl.envs.wrappers import HostRewardScale
 from purerl.experiments.engine.evaluate import Policy, eval_policy, evaluate_host
 from purerl.experiments.engine.loop import (
@@ -58,6 +59,7 @@ from purerl.experiments.engine.loop import (
 
 ACTOR_STREAM = 0xAC7  # fold_in tag of the actor's randomness.
 OFF_POLICY_ROLLOUT_STEPS = 128  # Env steps an off-policy rollout holds at least.
+RESTARTS_PER_ROLLOUT = 3  # Env restarts one rollout goes on from; the next stops the run.
 
 
 class HostRunner(NamedTuple):
@@ -126,6 +128,7 @@ class HostLoop:
                 f"({self.num_devices})."
             )
         self.rollouts = 0  # Rollouts learned from so far.
+        self._clock = {"act": 0.0, "env": 0.0}  # The actor's seconds in `act`, `env.step`.
         self.clip_rewards = clip_rewards
         self.reward_scale = (
             None if reward_gamma is None else HostRewardScale(env.num_envs, reward_gamma)
@@ -233,12 +236,15 @@ class HostLoop:
             "rollouts": self.rollouts,
             "envs": None if state is None else base64.b64encode(state).decode("ascii"),
             "reward_scale": None if self.reward_scale is None else self.reward_scale.state(),
+            "env_restarts": getattr(self.env, "restarts", 0),
         }
 
     def load_host_state(self, host: dict[str, Any], rebuild: bool = False) -> str | None:
         """Restores the envs as pickled at the checkpoint (or, with `rebuild`, makes them
         afresh from their name); returns what the user should know about it."""
         self.rollouts = int(host["rollouts"])
+        if hasattr(self.env, "restarts"):  # Counted over the whole run.
+            self.env.restarts = int(host.get("env_restarts", 0))
         if self.reward_scale is not None and host.get("reward_scale") is not None:
             self.reward_scale.load(host["reward_scale"])
         if rebuild or host.get("envs") is None:
@@ -269,6 +275,7 @@ class HostLoop:
         stop = threading.Event()
         actor_box = [(runner.actor_key, runner.actor_carry, runner.actor_done, runner.actor_steps)]
         waits = {"actor": 0.0}
+        self._clock = {"act": 0.0, "env": 0.0}
 
         def actor() -> None:
             try:
@@ -314,18 +321,61 @@ class HostLoop:
         states = tuple(versions.get(max(0, self.rollouts - s + j)) for j in range(s))
         metrics = {k: np.concatenate([m[k] for m, _ in history]) for k in history[0][0]}
         episodes = EpisodeStats(*(_on_last(history, i, self.k) for i in range(3)))
-        for name, seconds in (("actor_wait", waits["actor"]), ("learner_wait", learner_wait)):
-            fraction = np.float32(seconds / seconds_total)
+        seconds = {"actor_wait": waits["actor"], "learner_wait": learner_wait}
+        seconds.update(self._worker_seconds())
+        for name, value in seconds.items():
+            fraction = np.float32(value / seconds_total)
             metrics[f"{name}_fraction"] = np.full(episodes.count.shape, fraction)
+        if hasattr(self.env, "worker_seconds"):  # Env workers made afresh, over the run.
+            restarts = np.float32(self.env.restarts)
+            metrics["worker_restarts"] = np.full(episodes.count.shape, restarts)
         key, carry, done, steps = actor_box[0]
         runner = HostRunner(learner, states, key, carry, done, steps)
         return runner, IntervalOutput(metrics, episodes)
+
+    def _worker_seconds(self) -> dict[str, float]:
+        """Where envs run in workers of their own (Ray), where the interval's time went:
+        the actor's seconds in `act` and in `env.step` (sending, waiting, gathering), and
+        the most and the mean seconds one worker spent stepping its envs. Against the
+        learner's and actor's waits, they say whether envs, acting or learning bound the run."""
+        if not hasattr(self.env, "worker_seconds"):
+            return {}
+        busy = self.env.worker_seconds()
+        return {
+            "act": self._clock["act"],
+            "env": self._clock["env"],
+            "env_worker_busy_max": float(np.max(busy)),
+            "env_worker_busy_mean": float(np.mean(busy)),
+        }
 
     def _collect(
         self, state: Any, position: tuple[Any, ...], stop: threading.Event
     ) -> tuple[tuple[Transition, np.ndarray] | None, tuple[Any, ...]]:
         """One rollout of `k * T` vector steps, as `[D, k, T, B/D, ...]` arrays.
-        `position` is the actor's `(key, carry, done, steps)`, before and after."""
+        `position` is the actor's `(key, carry, done, steps)`, before and after.
+
+        Where envs were lost and made afresh mid-rollout (a Ray env worker died), the
+        rollout in flight is dropped whole and collected again from the new episodes (their
+        carries reset), up to `RESTARTS_PER_ROLLOUT` times; one more stops the run."""
+        for _ in range(RESTARTS_PER_ROLLOUT):
+            try:
+                return self._rollout(state, position, stop)
+            except EnvsRestarted as e:
+                print(f"warning: {e}; the rollout in flight was dropped.", file=sys.stderr)
+                key, carry, done, steps = position
+                position = (key, carry, np.ones(np.shape(done), bool), steps)
+        try:
+            return self._rollout(state, position, stop)
+        except EnvsRestarted as e:
+            raise HostEnvError(
+                f"Environment {self.env.name}: its envs were lost and made afresh "
+                f"{RESTARTS_PER_ROLLOUT + 1} times in one rollout, the last: {e}"
+            ) from e
+
+    def _rollout(
+        self, state: Any, position: tuple[Any, ...], stop: threading.Event
+    ) -> tuple[tuple[Transition, np.ndarray] | None, tuple[Any, ...]]:
+        """`_collect`'s rollout, from the envs' current observations."""
         key, carry, done, steps = position
         steps = int(steps)  # Counted on the host: no device op per env step.
         env, n = self.env, self.k * self.rollout_length
@@ -338,15 +388,20 @@ class HostLoop:
         truncated = np.empty((n, b), bool)
         actions, extras, carries = [], [], []
         stats = np.zeros(3, np.float64)  # Return sum, length sum, count.
+        clock = self._clock
         for t in range(n):
             if stop.is_set():
                 return None, position
+            start = time.perf_counter()
             out, carry, key = self._act(state, carry, done, obs, key, np.int32(steps))
             # One NumPy view per leaf: `jax.device_get` costs 15 us more per call here.
             action, extra, acted_with = jax.tree.map(np.asarray, out)
+            acted = time.perf_counter()
             next_obs, reward[t], terminated[t], truncated[t], final, ret, length, done = env.step(
                 action
             )
+            clock["act"] += acted - start
+            clock["env"] += time.perf_counter() - acted
             if self.clip_rewards:  # What the agent learns from; the logged returns stay raw.
                 reward[t] = np.sign(reward[t])
             if self.reward_scale is not None:
