@@ -66,17 +66,23 @@ def slices(num_envs: int, workers: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
+def import_env(name: str) -> None:
+    """Imports what a worker's envs need: a `module:Env-v0` name registers its id when its
+    module is imported, in the worker's process too."""
+    try:
+        from purerl.envs.registry import resolve
+
+        resolve(name)
+    except Exception:
+        pass  # The env's factory says what is wrong, if anything is.
+
+
 class EnvWorker:
     """One Ray actor's envs: a Gymnasium `SyncVectorEnv` of its slice, with same-step
     auto-reset, as `HostVecEnv`'s sync path builds it (wrapped by `ray.remote`)."""
 
     def __init__(self, env_fn: Callable[[], Any], name: str, num_envs: int, flatten: bool):
-        try:  # A `module:Env-v0` name registers its id when imported; import it here too.
-            from purerl.envs.registry import resolve
-
-            resolve(name)
-        except Exception:
-            pass  # The factory below says what is wrong, if anything is.
+        import_env(name)
         make = _EnvFactory(env_fn, name, flatten)
         same_step = gymnasium.vector.AutoresetMode.SAME_STEP
         self.vec = gymnasium.vector.SyncVectorEnv([make] * num_envs, autoreset_mode=same_step)
@@ -161,6 +167,10 @@ class RayVecEnv(HostVecEnv):
       workers: how many Ray actors hold the envs (each asks Ray for one CPU).
       address: a Ray cluster to join (`auto`, or the head's `HOST:PORT`); None starts a
         local Ray in this process, stopped by `close`.
+      worker: the class each Ray actor is, made with `(env_fn, name, num_envs, flatten,
+        *worker_args)`: `EnvWorker`, or one that also acts (the host loop's
+        `--actors-on-workers`), called through `call`.
+      worker_args: what else `worker` is made with.
     """
 
     def __init__(
@@ -170,6 +180,8 @@ class RayVecEnv(HostVecEnv):
         name: str,
         workers: int = 2,
         address: str | None = None,
+        worker: type = EnvWorker,
+        worker_args: tuple[Any, ...] = (),
     ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be positive; got {num_envs}.")
@@ -184,9 +196,9 @@ class RayVecEnv(HostVecEnv):
         self.slices = slices(num_envs, workers)
         self._ray = _ray()
         self._owns_ray = connect(address, num_cpus=workers)
-        self._args = (env_fn, name, not isinstance(raw_obs, spaces.Box))
+        self._args = (env_fn, name, not isinstance(raw_obs, spaces.Box), *worker_args)
         # SPREAD: over the cluster's nodes, rather than packed onto the first with room.
-        self._actor = self._ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(EnvWorker)
+        self._actor = self._ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(worker)
         self.workers = [self._new_worker(w) for w in range(workers)]
         try:
             refs = [w.node.remote() for w in self.workers]
@@ -214,8 +226,8 @@ class RayVecEnv(HostVecEnv):
 
     def _new_worker(self, w: int) -> Any:
         a, b = self.slices[w]
-        env_fn, name, flatten = self._args
-        return self._actor.remote(env_fn, name, b - a, flatten)
+        env_fn, name, flatten, *more = self._args
+        return self._actor.remote(env_fn, name, b - a, flatten, *more)
 
     @property
     def where(self) -> str:
@@ -252,18 +264,20 @@ class RayVecEnv(HostVecEnv):
         ]
         return np.concatenate(self._results(refs))
 
-    def _step_envs(self, action: np.ndarray) -> tuple[Any, ...]:
-        action = np.asarray(action)
-        refs = [
-            w.step.remote(action[a:b]) for w, (a, b) in zip(self.workers, self.slices, strict=True)
-        ]
+    def call(self, method: str, args: list[tuple[Any, ...]]) -> list[Any]:
+        """Every worker's `method(*args[w])`, in worker order. Where workers died, makes
+        them afresh, resets every env (new episodes, seeded apart from the run's first ones,
+        so the loop goes on from a consistent batch) and raises `EnvsRestarted`."""
+        refs = [getattr(w, method).remote(*a) for w, a in zip(self.workers, args, strict=True)]
         try:
-            parts = self._results(refs)
+            return self._results(refs)
         except EnvsRestarted:
-            # New envs in the new workers: every env starts a new episode, seeded apart from
-            # the run's first ones, so the loop goes on from a consistent batch.
             self.reset(self._seed + self.num_envs * self.restarts)
             raise
+
+    def _step_envs(self, action: np.ndarray) -> tuple[Any, ...]:
+        action = np.asarray(action)
+        parts = self.call("step", [(action[a:b],) for a, b in self.slices])
         self.busy += [p[6] for p in parts]
         raw, reward, terminated, truncated = (
             np.concatenate([p[k] for p in parts]) for k in range(4)

@@ -161,9 +161,12 @@ def _host_loop(
     the_plan = run_plan(run, first, host=True)
     recipe = build(Context(mesh.devices.size, the_plan.num_updates))
     check_agent(recipe, envs.spec(run.env, run.env_params))
-    vec_env = envs.host_vec_env(
-        made, recipe.num_envs, run.env, run.host_envs, run.env_workers, run.ray_address
-    )
+    if run.actors_on_workers:
+        vec_env = _acting_workers(run, recipe, made, clip)
+    else:
+        vec_env = envs.host_vec_env(
+            made, recipe.num_envs, run.env, run.host_envs, run.env_workers, run.ray_address
+        )
     loop = sebulba.HostLoop(
         recipe,
         vec_env,
@@ -174,10 +177,35 @@ def _host_loop(
         run.seed,
         reward_gamma=reward_gamma,
         clip_rewards=clip,
+        actors_on_workers=run.actors_on_workers,
     )
     where = f"{recipe.num_envs} {run.host_envs} Python envs on the host"
     where = f"{getattr(vec_env, 'where', where)}, learner on"  # RayVecEnv names its workers.
+    if run.actors_on_workers:
+        where = where.replace(" Ray workers", " Ray workers that act")
     return Built(loop, the_plan, mesh, where)
+
+
+def _acting_workers(run: RunConfig, recipe: Recipe, made: Any, clip: bool) -> Any:
+    """`--actors-on-workers`: the host envs in Ray workers that also act (the agent pickled
+    to each)."""
+    if run.env.startswith("envpool:"):
+        raise ValueError(
+            f"--actors-on-workers needs Python envs that Ray workers hold; {run.env} runs in "
+            "EnvPool's own threads. Drop --actors-on-workers (or --host-envs ray)."
+        )
+    from purerl.envs.ray_env import RayVecEnv
+
+    acting = sebulba.Acting(recipe.agent, recipe.schedule.warmup_steps, clip, run.env_workers)
+    return RayVecEnv(
+        made,
+        recipe.num_envs,
+        run.env,
+        run.env_workers,
+        run.ray_address,
+        worker=sebulba.ActingWorker,
+        worker_args=(acting,),
+    )
 
 
 def _warn_unused_host_flags(run: RunConfig) -> None:
@@ -189,6 +217,7 @@ def _warn_unused_host_flags(run: RunConfig) -> None:
             ("--rebuild-envs", run.rebuild_envs),
             ("--env-workers", run.env_workers != 2),
             ("--ray-address", run.ray_address is not None),
+            ("--actors-on-workers", run.actors_on_workers),
         )
         if given
     ]

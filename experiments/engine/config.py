@@ -70,6 +70,12 @@ class RunConfig:
       ray_address: --host-envs ray: the Ray cluster to run the env workers on ("auto", or
         the head's HOST:PORT, as `ray start --head` prints). Default: start a local Ray in
         this process and stop it at the end.
+      actors_on_workers: --host-envs ray: each env worker also runs the agent's `act` on
+        its slice of envs and sends back whole rollouts, so only rollouts and parameters
+        cross the network (IMPALA's split); the learner process no longer acts. Each
+        worker's slice acts with a key of its own, so with two or more workers the run
+        differs from the actor thread's (one worker gives the same run). Not with
+        --normalize-rewards (its statistics live in the learner process).
       max_staleness: host loop only: how many learner updates the acting parameters may
         lag; 0 alternates actor and learner, 1 overlaps them. Default: from the agent's
         data path, 0 on-policy (PPO: its clipped ratio learns worse from stale rollouts),
@@ -136,6 +142,7 @@ class RunConfig:
     host_envs: Literal["sync", "async", "ray"] = "sync"
     env_workers: int = 2
     ray_address: str | None = None
+    actors_on_workers: bool = False
     max_staleness: int | None = None
     eval_every: int = 0
     compile_cache: bool = True
@@ -166,6 +173,16 @@ class RunConfig:
             raise ValueError(f"--eval-every must be 0 or more; got {self.eval_every}.")
         if self.max_staleness is not None and self.max_staleness < 0:
             raise ValueError(f"--max-staleness must be 0 or more; got {self.max_staleness}.")
+        if self.actors_on_workers and self.host_envs != "ray":
+            raise ValueError(
+                "--actors-on-workers runs the agent's act in the Ray env workers: it needs "
+                f"--host-envs ray (got --host-envs {self.host_envs})."
+            )
+        if self.actors_on_workers and self.normalize_rewards:
+            raise ValueError(
+                "--actors-on-workers does not support --normalize-rewards (its running "
+                "statistics are kept where the actor thread acts): drop one of them."
+            )
         if self.coordinator_timeout <= 0:
             raise ValueError(
                 f"--coordinator-timeout must be positive; got {self.coordinator_timeout}."

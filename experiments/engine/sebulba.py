@@ -18,6 +18,13 @@ resumes bit-identically from a checkpoint (with `sync` envs, whose state pickles
 
 The actor and learner meet at the end of each logging interval (both finish their share),
 where metrics are read and checkpoints are written.
+
+With `--actors-on-workers` (Ray env workers, IMPALA's and SEED's split) each worker also
+acts: the actor thread publishes the agent state a rollout acts with once (`ray.put`), every
+worker collects its slice of the rollout with its own jitted `act` (`collect`, the actor
+thread's own code) and sends it back whole, so only rollouts and parameters cross the
+network. The staleness is the same; each worker's slice acts with its own key, folded from
+the actor's (one worker: the actor's, so the run is the one the thread acts).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from purerl.core import (
     DEVICE_AXIS,
+    Agent,
     EpisodeStats,
     Recipe,
     Transition,
@@ -45,6 +53,7 @@ from purerl.core import (
     reset_carry,
 )
 from purerl.envs.host import EnvsRestarted, HostEnvError, HostVecEnv
+from purerl.envs.ray_env import EnvWorker, import_env
 from purerl.envs.wrappers import HostRewardScale
 from purerl.experiments.engine.evaluate import Policy, eval_policy, evaluate_host
 from purerl.experiments.engine.loop import (
@@ -97,6 +106,8 @@ class HostLoop:
       mesh: the learner's device mesh; the env batch must divide over it.
       max_staleness: how many learner updates the acting state may lag (see module doc).
       seed: the run's seed (the JAX keys and the envs' seeds derive from it).
+      actors_on_workers: `env` is a `RayVecEnv` of `ActingWorker`s, which collect the
+        rollouts (see module doc).
     """
 
     name = "host loop"
@@ -113,6 +124,7 @@ class HostLoop:
         seed: int,
         reward_gamma: float | None = None,
         clip_rewards: bool = False,
+        actors_on_workers: bool = False,
     ):
         if max_staleness < 0:
             raise ValueError(f"--max-staleness must be 0 or more; got {max_staleness}.")
@@ -129,7 +141,7 @@ class HostLoop:
             )
         self.rollouts = 0  # Rollouts learned from so far.
         self._clock = {"act": 0.0, "env": 0.0}  # The actor's seconds in `act`, `env.step`.
-        self.clip_rewards = clip_rewards
+        self.clip_rewards, self.on_workers = clip_rewards, actors_on_workers
         self.reward_scale = (
             None if reward_gamma is None else HostRewardScale(env.num_envs, reward_gamma)
         )
@@ -137,23 +149,8 @@ class HostLoop:
         self.sharding = NamedSharding(mesh, P(DEVICE_AXIS))
         self._learn = self._make_learn(make_learner(agent, recipe.data, schedule))
         self._squeeze = jax.jit(lambda tree: jax.tree.map(lambda x: x[0, 0], tree))
-        num_envs, space = env.num_envs, env.spec.action_space
-
-        def act(
-            state: Any, carry: Any, done: jax.Array, obs: jax.Array, key: jax.Array, steps: Any
-        ) -> tuple[tuple[Any, Any, Any], Any, jax.Array]:
-            """One action per env; returns `(action, extras, carry acted with)`, the next
-            carry and the next key. Envs whose episode just ended start from a fresh carry."""
-            carry = reset_carry(agent.initial_carry(num_envs), carry, done)
-            key, act_key = jax.random.split(key)
-            action, next_carry, extras = agent.act(state, carry, obs, act_key)
-            if schedule.warmup_steps > 0:
-                random = random_actions(space, jax.random.fold_in(act_key, 1), num_envs)
-                warm = steps < schedule.warmup_steps
-                action = jnp.where(warm, random.astype(action.dtype), action)
-            return (action, extras, carry), next_carry, key
-
-        self._act = jax.jit(act)
+        space = env.spec.action_space
+        self._act = jax.jit(make_act(agent, schedule.warmup_steps, space, env.num_envs))
 
     # Building ----------------------------------------------------------------------
     def _make_learn(self, learn: LearnStep) -> Any:
@@ -185,7 +182,8 @@ class HostLoop:
         state = jax.jit(lambda key: self.agent.init(key, spec))(agent_key)
         carry = self.agent.initial_carry(b)
         done = np.zeros((b,), bool)
-        self._act(state, carry, done, obs, actor_key, np.int32(0))  # Compiles it.
+        if not self.on_workers:  # Compiles it (the workers compile their own).
+            self._act(state, carry, done, obs, actor_key, np.int32(0))
         n = self.k * self.rollout_length
         # The data path is per device: it sees `[T, B / D]` of each rollout.
         example = trajectory_example(
@@ -357,15 +355,16 @@ class HostLoop:
         Where envs were lost and made afresh mid-rollout (a Ray env worker died), the
         rollout in flight is dropped whole and collected again from the new episodes (their
         carries reset), up to `RESTARTS_PER_ROLLOUT` times; one more stops the run."""
+        rollout = self._rollout_on_workers if self.on_workers else self._rollout
         for _ in range(RESTARTS_PER_ROLLOUT):
             try:
-                return self._rollout(state, position, stop)
+                return rollout(state, position, stop)
             except EnvsRestarted as e:
                 print(f"warning: {e}; the rollout in flight was dropped.", file=sys.stderr)
                 key, carry, done, steps = position
                 position = (key, carry, np.ones(np.shape(done), bool), steps)
         try:
-            return self._rollout(state, position, stop)
+            return rollout(state, position, stop)
         except EnvsRestarted as e:
             raise HostEnvError(
                 f"Environment {self.env.name}: its envs were lost and made afresh "
@@ -375,59 +374,56 @@ class HostLoop:
     def _rollout(
         self, state: Any, position: tuple[Any, ...], stop: threading.Event
     ) -> tuple[tuple[Transition, np.ndarray] | None, tuple[Any, ...]]:
-        """`_collect`'s rollout, from the envs' current observations."""
-        key, carry, done, steps = position
-        steps = int(steps)  # Counted on the host: no device op per env step.
-        env, n = self.env, self.k * self.rollout_length
-        b = env.num_envs
-        obs = env.obs
-        obs_buf = np.empty((n,) + obs.shape, obs.dtype)
-        next_buf = np.empty_like(obs_buf)
-        reward = np.empty((n, b), np.float32)
-        terminated = np.empty((n, b), bool)
-        truncated = np.empty((n, b), bool)
-        actions, extras, carries = [], [], []
-        stats = np.zeros(3, np.float64)  # Return sum, length sum, count.
-        clock = self._clock
-        for t in range(n):
-            if stop.is_set():
-                return None, position
-            start = time.perf_counter()
-            out, carry, key = self._act(state, carry, done, obs, key, np.int32(steps))
-            # One NumPy view per leaf: `jax.device_get` costs 15 us more per call here.
-            action, extra, acted_with = jax.tree.map(np.asarray, out)
-            acted = time.perf_counter()
-            next_obs, reward[t], terminated[t], truncated[t], final, ret, length, done = env.step(
-                action
-            )
-            clock["act"] += acted - start
-            clock["env"] += time.perf_counter() - acted
-            if self.clip_rewards:  # What the agent learns from; the logged returns stay raw.
-                reward[t] = np.sign(reward[t])
-            if self.reward_scale is not None:
-                reward[t] = self.reward_scale(reward[t], done)
-            steps = steps + b
-            obs_buf[t], next_buf[t] = obs, final
-            actions.append(action)
-            extras.append(extra)
-            carries.append(acted_with)
-            if done.any():
-                stats += (ret.sum(), length.sum(), done.sum())
-            obs = next_obs
-        stack = lambda *x: np.stack(x)  # noqa: E731
-        trajectory = Transition(
-            obs_buf,
-            np.stack(actions),
-            reward,
-            terminated,
-            truncated,
-            next_buf,
-            jax.tree.map(stack, *extras),
-            jax.tree.map(stack, *carries),
+        """`_collect`'s rollout, from the envs' current observations, acted here."""
+        n, b = self.k * self.rollout_length, self.env.num_envs
+        item, position = collect(
+            self._act, state, self.env, position, n, b, self._learned_reward, stop, self._clock
         )
+        if item is None:
+            return None, position
+        trajectory, stats = item
         d = self.num_devices
         trajectory = jax.tree.map(lambda x: _split(x, self.k, d), trajectory)
-        return (trajectory, stats), (key, carry, done, jnp.asarray(steps, jnp.int32))
+        return (trajectory, stats), position
+
+    def _learned_reward(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """The reward the agent learns from (the logged returns stay raw)."""
+        if self.clip_rewards:
+            reward = np.sign(reward)
+        if self.reward_scale is not None:
+            reward = self.reward_scale(reward, done)
+        return reward
+
+    def _rollout_on_workers(
+        self, state: Any, position: tuple[Any, ...], stop: threading.Event
+    ) -> tuple[tuple[Transition, np.ndarray] | None, tuple[Any, ...]]:
+        """`_collect`'s rollout, each Ray env worker collecting its slice with `act` (the
+        state put in Ray's object store once, for all of them), joined along the env axis."""
+        import ray
+
+        key, carry, done, steps = jax.device_get(position)
+        env, n, b = self.env, self.k * self.rollout_length, self.env.num_envs
+        state = ray.put(jax.device_get(state))
+        args = [
+            (state, (key, _envs(carry, lo, hi), done[lo:hi], steps), n, b, w)
+            for w, (lo, hi) in enumerate(env.slices)
+        ]
+        parts = env.call("rollout", args)
+        if stop.is_set():
+            return None, position
+        joined = lambda *x: np.concatenate(x, axis=1)  # noqa: E731  Along the env axis.
+        trajectory = jax.tree.map(joined, *[p[0] for p in parts])
+        stats = np.sum([p[1] for p in parts], axis=0)
+        carry, done = (
+            jax.tree.map(lambda *x: np.concatenate(x), *[p[2][i] for p in parts]) for i in (1, 2)
+        )
+        key, steps = parts[0][2][0], parts[0][2][3]  # Every worker's are the same.
+        for name in ("act", "env"):  # Over the workers, on average.
+            self._clock[name] += float(np.mean([p[3][name] for p in parts]))
+        env.busy += [p[3]["act"] + p[3]["env"] for p in parts]
+        d = self.num_devices
+        trajectory = jax.tree.map(lambda x: _split(x, self.k, d), trajectory)
+        return (trajectory, stats), (key, carry, done, steps)
 
     def evaluator(self, episodes: int, epsilon: float = 0.0) -> Evaluate:
         """Deterministic episodes (epsilon-greedy with `epsilon`) on fresh copies of the host
@@ -463,6 +459,147 @@ class HostLoop:
         self.env.close()
 
 
+def make_act(
+    agent: Agent, warmup_steps: int, space: Any, num_envs: int, index: int | None = None
+) -> Any:
+    """The actor's step over `num_envs` envs, to jit: `act(state, carry, done, obs, key,
+    steps)` returns `(action, extras, carry acted with)`, the next carry and the next key.
+    Envs whose episode just ended start from a fresh carry; in the warm-up (`steps`, over
+    all the run's envs, below `warmup_steps`) the actions are uniformly random. With `index`
+    (slice `index` of several, acted apart), the action key is folded with it."""
+
+    def act(
+        state: Any, carry: Any, done: jax.Array, obs: jax.Array, key: jax.Array, steps: Any
+    ) -> tuple[tuple[Any, Any, Any], Any, jax.Array]:
+        carry = reset_carry(agent.initial_carry(num_envs), carry, done)
+        key, act_key = jax.random.split(key)
+        if index is not None:
+            act_key = jax.random.fold_in(act_key, index)
+        action, next_carry, extras = agent.act(state, carry, obs, act_key)
+        if warmup_steps > 0:
+            random = random_actions(space, jax.random.fold_in(act_key, 1), num_envs)
+            warm = steps < warmup_steps
+            action = jnp.where(warm, random.astype(action.dtype), action)
+        return (action, extras, carry), next_carry, key
+
+    return act
+
+
+def collect(
+    act: Any,
+    state: Any,
+    env: HostVecEnv,
+    position: tuple[Any, ...],
+    n: int,
+    run_envs: int,
+    learned_reward: Any,
+    stop: threading.Event,
+    clock: dict[str, float],
+) -> tuple[tuple[Transition, np.ndarray] | None, tuple[Any, ...]]:
+    """`n` steps of `env` acted by the jitted `act` (`make_act`) with `state`: the rollout as
+    a `Transition` of `[n, B, ...]` arrays and the ended episodes' `(return sum, length sum,
+    count)`, or None where `stop` was set. `position` is `(key, carry, done, steps)`, before
+    and after; `steps` counts the run's `run_envs` envs; `learned_reward(reward, done)` is
+    what the agent learns from. Adds the seconds spent acting and stepping to `clock`."""
+    key, carry, done, steps = position
+    steps = int(steps)  # Counted on the host: no device op per env step.
+    obs = env.obs
+    obs_buf = np.empty((n,) + obs.shape, obs.dtype)
+    next_buf = np.empty_like(obs_buf)
+    reward = np.empty((n, env.num_envs), np.float32)
+    terminated = np.empty((n, env.num_envs), bool)
+    truncated = np.empty((n, env.num_envs), bool)
+    actions, extras, carries = [], [], []
+    stats = np.zeros(3, np.float64)  # Return sum, length sum, count.
+    for t in range(n):
+        if stop.is_set():
+            return None, position
+        start = time.perf_counter()
+        out, carry, key = act(state, carry, done, obs, key, np.int32(steps))
+        # One NumPy view per leaf: `jax.device_get` costs 15 us more per call here.
+        action, extra, acted_with = jax.tree.map(np.asarray, out)
+        acted = time.perf_counter()
+        next_obs, reward[t], terminated[t], truncated[t], final, ret, length, done = env.step(
+            action
+        )
+        clock["act"] += acted - start
+        clock["env"] += time.perf_counter() - acted
+        reward[t] = learned_reward(reward[t], done)
+        steps = steps + run_envs
+        obs_buf[t], next_buf[t] = obs, final
+        actions.append(action)
+        extras.append(extra)
+        carries.append(acted_with)
+        if done.any():
+            stats += (ret.sum(), length.sum(), done.sum())
+        obs = next_obs
+    stack = lambda *x: np.stack(x)  # noqa: E731
+    trajectory = Transition(
+        obs_buf,
+        np.stack(actions),
+        reward,
+        terminated,
+        truncated,
+        next_buf,
+        jax.tree.map(stack, *extras),
+        jax.tree.map(stack, *carries),
+    )
+    return (trajectory, stats), (key, carry, done, jnp.asarray(steps, jnp.int32))
+
+
+class Acting(NamedTuple):
+    """What a Ray env worker acts with (`--actors-on-workers`): the agent (pickled to the
+    worker), the schedule's warm-up steps, whether rewards are clipped to their sign, and
+    how many workers act apart."""
+
+    agent: Agent
+    warmup_steps: int
+    clip_rewards: bool
+    workers: int
+
+
+class ActingWorker:
+    """A Ray env worker that also acts: its slice of envs (a sync `HostVecEnv`, as the
+    actor thread's) and the agent's jitted `act`, collecting its slice of each rollout with
+    `collect` (made by `RayVecEnv` with `worker=ActingWorker`)."""
+
+    node = EnvWorker.node
+
+    def __init__(self, env_fn: Any, name: str, num_envs: int, flatten: bool, acting: Acting):
+        del flatten  # `HostVecEnv` flattens what needs it.
+        prefer_sequential_cpu_ops(inline=True)  # One program at a time, before JAX starts.
+        import_env(name)
+        self.env, self.acting = HostVecEnv(env_fn, num_envs, name), acting
+        self._act: Any = None  # Jitted at the first rollout, which says the worker's index.
+
+    def reset(self, seeds: list[int]) -> np.ndarray:
+        return self.env.reset(seeds[0])  # Contiguous: env i of the slice gets `seeds[i]`.
+
+    def rollout(
+        self, state: Any, position: tuple[Any, ...], n: int, run_envs: int, index: int
+    ) -> tuple[Transition, np.ndarray, tuple[Any, ...], dict[str, float]]:
+        """This worker's slice of a rollout (`collect`'s, as NumPy arrays), its position
+        after, and its seconds acting and stepping."""
+        acting = self.acting
+        if self._act is None:
+            one = None if acting.workers == 1 else index  # One worker acts as the thread.
+            space = self.env.spec.action_space
+            self._act = jax.jit(
+                make_act(acting.agent, acting.warmup_steps, space, self.env.num_envs, one)
+            )
+        clock = {"act": 0.0, "env": 0.0}
+        learned = (lambda r, d: np.sign(r)) if acting.clip_rewards else (lambda r, d: r)
+        state, stop = jax.device_put(state), threading.Event()
+        item, position = collect(
+            self._act, state, self.env, position, n, run_envs, learned, stop, clock
+        )
+        trajectory, stats = item
+        return trajectory, stats, jax.device_get(position), clock
+
+    def close(self) -> None:
+        self.env.close()
+
+
 def _put(rollouts: queue.Queue, item: Any, stop: threading.Event) -> None:
     """Puts `item`, waiting for room, unless the learner stops first."""
     while not stop.is_set():
@@ -480,6 +617,11 @@ def _get(rollouts: queue.Queue, actor: threading.Thread) -> Any:
         except queue.Empty:
             if not actor.is_alive() and rollouts.empty():
                 raise HostEnvError("the actor thread stopped without an error") from None
+
+
+def _envs(tree: Any, lo: int, hi: int) -> Any:
+    """Envs `lo` to `hi - 1` of a tree of `[B, ...]` arrays."""
+    return jax.tree.map(lambda x: x[lo:hi], tree)
 
 
 def _split(x: np.ndarray, k: int, d: int) -> np.ndarray:

@@ -181,6 +181,11 @@ def test_training_with_ray_envs_gives_the_sync_run(two_nodes, tmp_path, agent, e
     )
     sync = (tmp_path / "sync" / "policy.msgpack").read_bytes()
     assert (tmp_path / "ray" / "policy.msgpack").read_bytes() == sync
+    # One worker that acts (--actors-on-workers) acts with the actor thread's keys on the
+    # same batch: the same run too. (Two or more act their slices with keys of their own.)
+    on_workers = ["--host-envs", "ray", "--env-workers", "1", "--actors-on-workers"]
+    script.main([*args, "--run-dir", str(tmp_path / "acting"), *on_workers])
+    assert (tmp_path / "acting" / "policy.msgpack").read_bytes() == sync
     with open(tmp_path / "ray" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     for row in rows:  # Where each interval's time went, and no restarts.
@@ -191,38 +196,74 @@ def test_training_with_ray_envs_gives_the_sync_run(two_nodes, tmp_path, agent, e
         assert fractions[2] >= fractions[3]  # The busiest worker, and the mean.
 
 
-def test_the_rollout_in_flight_is_dropped_whole_when_a_worker_dies(two_nodes, monkeypatch):
+def test_two_acting_workers_train_ppo(two_nodes, tmp_path):
+    from purerl.experiments import ppo
+
+    args = ["--env", CARTPOLE, "--num-devices", "1", "--num-logs", "2", "--quiet"]
+    args += ["--host-envs", "ray", "--env-workers", "2", "--actors-on-workers"]
+    summary = ppo.main([*args, "--total-timesteps", "4096", "--run-dir", str(tmp_path)])
+    assert summary["total_timesteps"] == 4096 and np.isfinite(summary["final_return"]).all()
+    with open(tmp_path / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:  # The workers' seconds acting and stepping, read back with the rollouts.
+        assert all(0 < float(row[f"{name}_fraction"]) < 1 for name in ("act", "env")), row
+        assert float(row["env_worker_busy_max_fraction"]) > 0
+        assert float(row["episodes"]) > 0
+
+
+def test_actors_on_workers_need_ray_envs_and_keep_no_reward_statistics():
+    from purerl.experiments.engine.config import RunConfig
+
+    with pytest.raises(ValueError, match="--actors-on-workers .* needs --host-envs ray"):
+        RunConfig(env=CARTPOLE, actors_on_workers=True)
+    with pytest.raises(ValueError, match="does not support --normalize-rewards"):
+        RunConfig(env=CARTPOLE, host_envs="ray", actors_on_workers=True, normalize_rewards=True)
+
+
+@pytest.mark.parametrize("on_workers", [False, True], ids=["thread acts", "workers act"])
+def test_the_rollout_in_flight_is_dropped_whole_when_a_worker_dies(
+    two_nodes, monkeypatch, on_workers
+):
     from purerl.agents import registry
     from purerl.experiments.engine.build import build_loop
     from purerl.experiments.engine.config import RunConfig
 
     entry = registry.get("ppo")
     config = entry.config_class()(num_envs=4, num_steps=16, num_minibatches=2)
-    run = RunConfig(env=CARTPOLE, host_envs="ray", num_devices=1)
+    run = RunConfig(env=CARTPOLE, host_envs="ray", num_devices=1, actors_on_workers=on_workers)
     loop = build_loop(run, lambda c: entry.recipe(config, c)).loop
     vec = loop.env
-    step_envs = vec._step_envs
+    step_envs, call = vec._step_envs, vec.call
 
     def kill_at_step_5(action):
         if vec.steps == 5 and vec.restarts == 0:
             kill(vec.workers[1])
         return step_envs(action)
 
-    monkeypatch.setattr(vec, "_step_envs", kill_at_step_5)
+    def kill_in_rollout(method, args):  # The workers collect a rollout in one call.
+        if vec.restarts == 0:
+            kill(vec.workers[1])
+        return call(method, args)
+
+    if on_workers:
+        monkeypatch.setattr(vec, "call", kill_in_rollout)
+    else:
+        monkeypatch.setattr(vec, "_step_envs", kill_at_step_5)
     sync = envs.host_vec_env(envs.resolve(CARTPOLE)[1], 4, CARTPOLE, "sync")
     try:
         runner = loop.init()
         state = loop._to_actor(runner.learner)
         position = (runner.actor_key, runner.actor_carry, runner.actor_done, runner.actor_steps)
         (trajectory, _), _ = loop._collect(state, position, threading.Event())
-        # The rollout starts at the new episodes: none of the 5 steps before the death.
+        # The rollout starts at the new episodes: none of the steps before the death.
         np.testing.assert_array_equal(trajectory.obs[0, 0, 0], sync.reset(seed=0 + 4 * 1))
-        assert trajectory.obs.shape[2] == 16 and vec.restarts == 1 and vec.steps == 5 + 16
+        assert trajectory.obs.shape[2] == 16 and vec.restarts == 1
+        assert on_workers or vec.steps == 5 + 16
 
-        def lost_every_time(action):
+        def lost_every_time(*args):
             raise EnvsRestarted("Ray env worker 0 (envs 0 to 1) died")
 
-        monkeypatch.setattr(vec, "_step_envs", lost_every_time)
+        monkeypatch.setattr(vec, "call" if on_workers else "_step_envs", lost_every_time)
         with pytest.raises(HostEnvError, match="lost and made afresh 4 times in one rollout"):
             loop._collect(state, position, threading.Event())
     finally:
