@@ -31,10 +31,51 @@ PRIORITIES = "priorities"  # The key under which `learn` hands per-sample priori
 
 
 class EnvSpec(NamedTuple):
-    """What an agent needs to know about an environment to build its networks."""
+    """What an agent needs to know about an environment to build its networks.
+
+    Attributes:
+      observation_space: the observations the agent sees.
+      action_space: the actions it takes.
+      action_mask: whether each observation (a vector) ends with the legal-action mask of
+        a `Discrete(n)` action space: its last `n` entries, 1.0 where the action is legal
+        (Jumanji and Pgx say which actions are; see `legal_actions`).
+    """
 
     observation_space: gymnasium.spaces.Space
     action_space: gymnasium.spaces.Space
+    action_mask: bool = False
+
+
+# What an illegal action's logit (or Q-value) becomes: finite, unlike -inf, so that its
+# probability is exactly 0 while entropies and KL terms (0 * log 0) stay finite.
+ILLEGAL = -1e9
+
+
+def legal_actions(obs: jax.Array, num_actions: int) -> jax.Array:
+    """The legal-action mask `[..., A]` (bool) an observation `[..., D]` of an environment
+    with `EnvSpec.action_mask` ends with."""
+    return obs[..., -num_actions:] > 0.5
+
+
+def mask_illegal(values: jax.Array, obs: jax.Array, masked: bool) -> jax.Array:
+    """`values` `[..., A]` (logits or Q-values) with the actions `obs` marks illegal set to
+    `ILLEGAL`, so that neither a softmax nor an argmax picks them; unchanged when `masked`
+    (the agent's `EnvSpec.action_mask`) is False."""
+    if not masked:
+        return values
+    return jnp.where(legal_actions(obs, values.shape[-1]), values, ILLEGAL)
+
+
+def epsilon_greedy_legal(q: jax.Array, obs: jax.Array, epsilon: jax.Array) -> jax.Array:
+    """The probabilities `[B, A]` of epsilon-greedy acting on `q` `[B, A]` among the legal
+    actions `obs` marks: the greedy legal action with probability `1 - epsilon`, else a
+    uniformly random legal one. An observation with no legal action (a game already over)
+    explores over every action."""
+    legal = legal_actions(obs, q.shape[-1])
+    legal = jnp.logical_or(legal, jnp.logical_not(jnp.any(legal, axis=-1, keepdims=True)))
+    greedy = jax.nn.one_hot(jnp.argmax(jnp.where(legal, q, ILLEGAL), axis=-1), q.shape[-1])
+    uniform = legal / jnp.sum(legal, axis=-1, keepdims=True)
+    return (1.0 - epsilon) * greedy + epsilon * uniform
 
 
 class InitFn(Protocol):

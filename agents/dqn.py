@@ -33,7 +33,9 @@ from purerl.core import (
     EnvSpec,
     Metrics,
     Recipe,
+    epsilon_greedy_legal,
     feed_forward,
+    mask_illegal,
     maybe_pmean,
     require_array_observations,
     require_discrete,
@@ -211,6 +213,8 @@ class DQNState:
     opt_state: optax.OptState
     steps: jax.Array  # [] int32, learner updates so far.
     network: nn.Module = struct.field(pytree_node=False)
+    # Observations end with the legal-action mask (EnvSpec.action_mask).
+    action_mask: bool = struct.field(pytree_node=False, default=False)
 
 
 def dqn_loss(
@@ -454,19 +458,25 @@ def make(
             noisy_sigma=config.noisy_sigma,
         )
         params = network.init(key, jnp.zeros((1,) + tuple(shape), spec.observation_space.dtype))
-        return DQNState(params, params, tx.init(params), jnp.zeros((), jnp.int32), network)
+        steps = jnp.zeros((), jnp.int32)
+        return DQNState(params, params, tx.init(params), steps, network, spec.action_mask)
 
     def act(
         state: DQNState, obs: jax.Array, key: jax.Array, deterministic: bool = False
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         if deterministic:  # Greedy, and noisy layers at their means.
             q = q_values(forward(state, state.params, obs, None))
+            q = mask_illegal(q, obs, state.action_mask)
             return jnp.argmax(q, axis=-1).astype(jnp.int32), {}
         noise_key = None
         if config.noisy:
             key, noise_key = jax.random.split(key)
         q = q_values(forward(state, state.params, obs, noise_key))
-        explore = distrax.EpsilonGreedy(q, epsilon(config.env_steps(state.steps)))
+        eps = epsilon(config.env_steps(state.steps))
+        if state.action_mask:  # Greedy and random actions among the legal ones only.
+            explore = distrax.Categorical(probs=epsilon_greedy_legal(q, obs, eps))
+        else:
+            explore = distrax.EpsilonGreedy(q, eps)
         action = explore.sample(seed=key)
         return action.astype(jnp.int32), {}
 
@@ -493,6 +503,9 @@ def make(
                 selector = jax.lax.stop_gradient(
                     q_values(forward(state, params, next_obs, select_key))
                 )
+            if state.action_mask:  # The bootstrap action among the legal ones only.
+                selector = q_values(out_t) if selector is None else selector
+                selector = mask_illegal(selector, next_obs, True)
             args = (out_tm1, action, returns, discounts, out_t)
             if distribution == "none":
                 loss, td = dqn_loss(

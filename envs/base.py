@@ -44,5 +44,7 @@ class Environment(Protocol):
 
 
 def env_spec(env: Environment, params: EnvParams) -> EnvSpec:
-    """The observation and action spaces an agent is built for."""
-    return EnvSpec(env.observation_space(params), env.action_space(params))
+    """The observation and action spaces an agent is built for, and whether observations
+    end with the legal-action mask (an env's `action_mask` attribute, see `EnvSpec`)."""
+    mask = getattr(env, "action_mask", False) is True
+    return EnvSpec(env.observation_space(params), env.action_space(params), mask)

@@ -16,6 +16,16 @@ from purerl.envs.checks import check_jax_env
 from purerl.envs.functional import FunctionalEnv
 from purerl.envs.gymnax_env import GymnaxEnv, make_gymnax
 
+# `--env PREFIX:ID` of a JAX environment suite: the factory `(ID, **kwargs) -> (env, params)`.
+SUITES = {
+    "jumanji": "purerl.envs.jumanji_env:make_jumanji",
+    "navix": "purerl.envs.navix_env:make_navix",
+    "xminigrid": "purerl.envs.xminigrid_env:make_xminigrid",
+    "pgx": "purerl.envs.pgx_env:make_pgx",
+    "craftax": "purerl.envs.craftax_env:make_craftax",
+    "playground": "purerl.envs.playground_env:make_playground",
+}
+
 
 def _gymnax_ids() -> list[str]:
     import gymnax
@@ -145,7 +155,8 @@ def resolve(name: str, **kwargs: Any) -> tuple[str, Any]:
 
     Returns:
       `("device", (env, params))` for a JAX environment (gymnax id, Gymnasium functional
-      JAX id, `brax:NAME`, or a user's JAX env from `module:Attr`), or `("host", env_fn)`
+      JAX id, `brax:NAME`, a suite's `PREFIX:ID` (`SUITES`: `jumanji:Snake-v1`, ...), or a
+      user's JAX env from `module:Attr`), or `("host", env_fn)`
       for a Python one: `gymnasium:ID` (also `gymnasium:my_pkg.envs:MyEnv-v0`, which
       imports `my_pkg.envs` first, as `gymnasium.make` does), a Gymnasium id no JAX
       environment has, or a
@@ -164,6 +175,9 @@ def resolve(name: str, **kwargs: Any) -> tuple[str, Any]:
         from purerl.envs.brax_env import make_brax
 
         return "device", make_brax(name.removeprefix("brax:"), **kwargs)
+    prefix, _, suite_id = name.partition(":")
+    if prefix in SUITES:
+        return "device", _load_attr(SUITES[prefix])(suite_id, **kwargs)
     if ":" in name:
         obj = _load_attr(name)
         host = _host_fn(obj, name, kwargs)
@@ -226,8 +240,8 @@ def with_params(resolved: tuple[str, Any], settings: Sequence[str], name: str) -
         except yaml.YAMLError as e:
             raise ValueError(f"--env-params {setting!r}: cannot read {text!r} ({e}).") from None
         params = _set_field(params, path.split("."), value, setting, name)
-    if ":" in name and not name.startswith("brax:"):  # A user's env, checked with these params.
-        check_jax_env(env, params, name)
+    if ":" in name and name.partition(":")[0] not in ("brax", *SUITES):
+        check_jax_env(env, params, name)  # A user's env, checked with these params.
     return loop, (env, params)
 
 

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from purerl.networks.noisy import NOISE, NoisyDense, scaled_noise
-from purerl.networks.torsos import MLP, RecurrentCore
+from purerl.networks.torsos import MLP, RecurrentCore, StackedMLP
 
 
 class QHead(nn.Module):
@@ -137,15 +137,31 @@ class ValueHead(nn.Module):
 class ActorCritic(nn.Module):
     """Separate torsos for a policy and a value: `obs -> (pi, v[...])`; the policy is
     categorical over `num_actions`, or with `continuous` a Gaussian over `R^num_actions`
-    (`GaussianHead`)."""
+    (`GaussianHead`).
+
+    Two MLP torsos of one shape are one `StackedMLP` (parameters `torsos`, member 0 the
+    actor's, 1 the critic's) where `stack` says so: each layer of both is then one batched
+    matmul, so an update launches the kernels of one torso (on a CPU that was slower: see
+    `PPOConfig.stack_torsos`). Otherwise they stay apart (`actor_torso`,
+    `critic_torso`); `stack_torsos` and `unstack_torsos` turn parameters of one layout into
+    the other.
+    """
 
     actor_torso: nn.Module
     critic_torso: nn.Module
     num_actions: int
     continuous: bool = False
     log_std_init: float = 0.0
+    stack: bool = False
+
+    @property
+    def stacked(self) -> bool:
+        """Whether the two torsos are one `StackedMLP`: MLPs of one shape, and `stack`."""
+        return self.stack and stackable(self.actor_torso, self.critic_torso)
 
     def setup(self) -> None:
+        if self.stacked:
+            self.torsos = StackedMLP.of(self.actor_torso, 2)
         if self.continuous:
             self.policy_head = GaussianHead(self.num_actions, self.log_std_init)
         else:
@@ -153,13 +169,51 @@ class ActorCritic(nn.Module):
         self.value_head = ValueHead()
 
     def __call__(self, obs: jax.Array) -> tuple[distrax.Categorical, jax.Array]:
-        return self.policy(obs), self.value(obs)
+        if not self.stacked:
+            return self.policy(obs), self.value(obs)
+        actor, critic = self.torsos(obs)
+        return self.policy_head(actor), self.value_head(critic)
 
     def policy(self, obs: jax.Array) -> distrax.Categorical:
+        if self.stacked:
+            return self.policy_head(self.torsos(obs, member=0)[0])
         return self.policy_head(self.actor_torso(obs))
 
     def value(self, obs: jax.Array) -> jax.Array:
+        if self.stacked:
+            return self.value_head(self.torsos(obs, member=1)[0])
         return self.value_head(self.critic_torso(obs))
+
+
+def stackable(first: nn.Module, second: nn.Module) -> bool:
+    """Whether two torsos are MLPs of one shape (`StackedMLP` evaluates them as one)."""
+    fields = ("hidden_sizes", "activation", "num_obs_dims", "kernel_scale", "layer_norm")
+    return (
+        type(first) is MLP
+        and type(second) is MLP
+        and all(getattr(first, f) == getattr(second, f) for f in (*fields, "kernel_init"))
+    )
+
+
+def stack_torsos(params: Any, axis: int = 0) -> Any:
+    """`ActorCritic` parameters with separate `actor_torso` and `critic_torso` (the layout of
+    purerl before the torsos were stacked) in the stacked layout: the same values, each leaf
+    of the two torsos stacked as `torsos` (actor first) on `axis` (after any leading axes the
+    leaves carry, such as seeds). Other parameters pass unchanged."""
+    inner = dict(params["params"])
+    actor, critic = inner.pop("actor_torso"), inner.pop("critic_torso")
+    inner["torsos"] = jax.tree.map(lambda a, c: jnp.stack([a, c], axis), actor, critic)
+    return {**params, "params": inner}
+
+
+def unstack_torsos(params: Any, axis: int = 0) -> Any:
+    """The inverse of `stack_torsos`: stacked `ActorCritic` parameters with the member axis
+    `axis` of `torsos` split into `actor_torso` and `critic_torso`."""
+    inner = dict(params["params"])
+    torsos = inner.pop("torsos")
+    inner["actor_torso"] = jax.tree.map(lambda x: jnp.take(x, 0, axis), torsos)
+    inner["critic_torso"] = jax.tree.map(lambda x: jnp.take(x, 1, axis), torsos)
+    return {**params, "params": inner}
 
 
 class RecurrentActorCritic(nn.Module):
@@ -268,6 +322,9 @@ __all__ = [
     "GaussianHead",
     "ValueHead",
     "ActorCritic",
+    "stackable",
+    "stack_torsos",
+    "unstack_torsos",
     "RecurrentActorCritic",
     "TanhGaussianPolicy",
     "DeterministicPolicy",

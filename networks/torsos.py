@@ -92,6 +92,102 @@ class MLP(nn.Module):
         return x
 
 
+def per_member(init: Any, members: int) -> Any:
+    """An initializer of `members` stacked arrays `[members, *shape]`, each drawn by `init`
+    from its own key; a loop, not `vmap`: jaxlib's batched QR (the orthogonal init) waits on
+    the intra-op thread pool, and two such waits deadlock a 2-core CPU."""
+
+    def init_stacked(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> Any:
+        return jnp.stack([init(k, shape, dtype) for k in jax.random.split(key, members)])
+
+    return init_stacked
+
+
+class StackedDense(nn.Module):
+    """`members` dense layers of one shape as one batched matmul: kernel `[M, in, out]`, bias
+    `[M, out]`. Input `[..., in]` shared by every member (`shared`) or `[M, ..., in]`, one
+    per member; output `[M, ..., out]`, or `[1, ..., out]` for one `member` alone."""
+
+    features: int
+    members: int
+    kernel_init: Any = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, shared: bool, member: int | None = None) -> jax.Array:
+        init = per_member(self.kernel_init, self.members)
+        kernel = self.param("kernel", init, (x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.members, self.features))
+        if member is not None:  # A plain matmul: `x[1, ..., in]` unless shared.
+            return ((x if shared else x[0]) @ kernel[member] + bias[member])[None]
+        y = jnp.einsum("...i,mio->m...o" if shared else "m...i,mio->m...o", x, kernel)
+        return y + bias.reshape(bias.shape[:1] + (1,) * (y.ndim - 2) + bias.shape[1:])
+
+
+class StackedLayerNorm(nn.Module):
+    """`nn.LayerNorm` (its epsilon, its fast variance) of each member of `[M, ..., F]`, with
+    scale and bias `[M, F]`; `[1, ..., F]` for one `member` alone."""
+
+    members: int
+    epsilon: float = 1e-6
+
+    @nn.compact
+    def __call__(self, x: jax.Array, member: int | None = None) -> jax.Array:
+        shape = (self.members, x.shape[-1])
+        scale = self.param("scale", nn.initializers.ones, shape)
+        bias = self.param("bias", nn.initializers.zeros, shape)
+        if member is not None:
+            scale, bias = scale[member : member + 1], bias[member : member + 1]
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        var = jnp.maximum(jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean), 0)
+        y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+        members = (scale.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
+        return y * scale.reshape(members) + bias.reshape(members)
+
+
+class StackedMLP(nn.Module):
+    """`members` MLPs of one shape evaluated as one network: each layer's parameters carry a
+    leading member axis (named as `MLP` names them), and each layer is one batched matmul for
+    all members, so two small torsos launch the kernels of one (where launches cost more
+    than arithmetic: see `agents.ppo.PPOConfig.stack_torsos`). `x[..., *obs_shape] ->
+    features[M, ..., hidden]`, or `[1, ..., hidden]` for one `member` alone; member `i`
+    computes what an `MLP` with its slice of the parameters computes.
+
+    Attributes:
+      members: how many MLPs.
+      hidden_sizes, activation, num_obs_dims, kernel_scale, layer_norm, kernel_init: as in
+        `MLP`; each member is initialised as an `MLP` would be, from its own key.
+    """
+
+    members: int
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    num_obs_dims: int = 1
+    kernel_scale: float = float(np.sqrt(2))
+    layer_norm: bool = False
+    kernel_init: str = "orthogonal"
+
+    @classmethod
+    def of(cls, mlp: MLP, members: int) -> StackedMLP:
+        """`members` MLPs shaped as `mlp`."""
+        fields = ("hidden_sizes", "activation", "num_obs_dims", "kernel_scale", "layer_norm")
+        kwargs = {name: getattr(mlp, name) for name in (*fields, "kernel_init")}
+        return cls(members, **kwargs)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, member: int | None = None) -> jax.Array:
+        x = _flatten(jnp.asarray(x, jnp.float32), self.num_obs_dims)
+        act = activation_fn(self.activation)
+        init = initializer(self.kernel_init, self.kernel_scale)
+        for i, size in enumerate(self.hidden_sizes):
+            x = StackedDense(size, self.members, init, name=f"Dense_{i}")(x, i == 0, member)
+            if self.layer_norm:
+                x = StackedLayerNorm(self.members, name=f"LayerNorm_{i}")(x, member)
+            x = act(x)
+        if not self.hidden_sizes:  # Every member passes the observation on as it is.
+            x = jnp.broadcast_to(x, (1 if member is not None else self.members,) + x.shape)
+        return x
+
+
 class ConvTorso(nn.Module):
     """Convolutions then dense layers over image observations `[..., H, W, C]`.
 

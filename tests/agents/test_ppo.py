@@ -3,14 +3,17 @@ import inspect
 
 import chex
 import distrax
+import flax
 import flax.linen as nn
 import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from purerl.agents import ppo
 from purerl.core import EnvSpec, Transition, reset_carry
+from purerl.networks.heads import stack_torsos, unstack_torsos
 
 from tests.helpers import AXIS, CARTPOLE_SPEC, data_parallel, transitions
 
@@ -376,3 +379,36 @@ def test_ppo_imports_no_continuous_control_agent():
     tree = ast.parse(inspect.getsource(ppo))
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not imported & {"purerl.agents.continuous", "purerl.agents.sac", "purerl.agents.td3"}
+
+
+@pytest.mark.parametrize("saved_stacked", [False, True])
+def test_a_policy_saved_in_one_torso_layout_loads_in_the_other_with_its_optimizer(saved_stacked):
+    # Torsos apart: the default; stacked: --stack-torsos. Two seeds, one
+    # Adam step taken.
+    config = ppo.PPOConfig(hidden_sizes=(8, 8), lr_schedule="constant")
+    tx = optax.flatten(config.make_optimizer(config.learning_rate, None))
+    network = ppo.make(config).init(jax.random.PRNGKey(0), CARTPOLE_SPEC).network
+    saved_net, net = network.clone(stack=saved_stacked), network.clone(stack=not saved_stacked)
+    to_loaded = unstack_torsos if saved_stacked else stack_torsos
+    obs = jax.random.normal(jax.random.PRNGKey(1), (5, 4))
+
+    def state(network, seed):
+        params = network.init(jax.random.PRNGKey(seed), obs)
+        grads = jax.tree.map(lambda p: p + 0.5, params)
+        _, opt_state = tx.update(grads, tx.init(params), params)
+        return ppo.PPOState(params, opt_state, jnp.int32(seed), network), grads
+
+    (a, grads_a), (b, _) = state(saved_net, 1), state(saved_net, 2)
+    saved = jax.tree.map(lambda x, y: jnp.stack([x, y]), a, b)
+    two_seeds = jax.tree.map(lambda x: jnp.stack([x, x]), state(net, 0)[0])
+    loaded = flax.serialization.from_bytes(two_seeds, flax.serialization.to_bytes(saved))
+
+    first = jax.tree.map(lambda x: x[0], loaded)
+    chex.assert_trees_all_equal(first.params, to_loaded(a.params))
+    _, expected = tx.update(to_loaded(grads_a), tx.init(first.params), first.params)
+    chex.assert_trees_all_close(first.opt_state, expected)
+    pi, v = net.apply(first.params, obs)
+    saved_pi, saved_v = saved_net.apply(a.params, obs)
+    np.testing.assert_allclose(pi.logits, saved_pi.logits, atol=1e-6)
+    np.testing.assert_allclose(v, saved_v, atol=1e-6)
+    assert int(loaded.steps[1]) == 2

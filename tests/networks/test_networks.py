@@ -8,15 +8,18 @@ import pytest
 from purerl.networks import (
     MLP,
     ActorCritic,
+    CategoricalHead,
     ConvTorso,
     QNetwork,
     RecurrentCore,
     TanhGaussianPolicy,
     TwinQ,
+    ValueHead,
     activation_fn,
     make_torso,
 )
-from purerl.networks.torsos import initializer
+from purerl.networks.heads import stack_torsos, unstack_torsos
+from purerl.networks.torsos import StackedMLP, initializer
 
 
 def test_mlp_flattens_image_observations():
@@ -162,3 +165,65 @@ def test_patch_convolution_equals_flax_conv(kernel, stride, size):
     np.testing.assert_allclose(patch.apply(params, x), conv.apply(params, x), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="does not fit"):
         PatchConv(5, 12, 1).init(jax.random.PRNGKey(0), jnp.zeros((1, 10, 10, 3)))
+
+
+class _SeparateActorCritic(nn.Module):
+    """The actor-critic as two MLP torsos apart, each named as `ActorCritic` names it."""
+
+    layer_norm: bool
+
+    @nn.compact
+    def __call__(self, obs):
+        actor = MLP((16, 8), layer_norm=self.layer_norm, name="actor_torso")(obs)
+        critic = MLP((16, 8), layer_norm=self.layer_norm, name="critic_torso")(obs)
+        return CategoricalHead(3, name="policy_head")(actor), ValueHead(name="value_head")(critic)
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_stacked_torsos_equal_separate_ones_in_outputs_and_gradients(layer_norm):
+    obs = jax.random.normal(jax.random.PRNGKey(1), (6, 4))
+    actions = jnp.array([0, 1, 2, 0, 1, 2])
+    separate = _SeparateActorCritic(layer_norm)
+    params = separate.init(jax.random.PRNGKey(0), obs)
+    params = jax.tree.map(lambda p: p + 0.1, params)  # Non-zero biases and LayerNorm shifts.
+    torso = MLP((16, 8), layer_norm=layer_norm)
+    net = ActorCritic(torso, torso, 3, stack=True)
+    stacked = stack_torsos(params)
+    chex.assert_trees_all_equal(unstack_torsos(stacked), params)
+    assert net.stacked and set(stacked["params"]) == {"torsos", "policy_head", "value_head"}
+    chex.assert_trees_all_equal_shapes(stacked, net.init(jax.random.PRNGKey(0), obs))
+
+    def loss(p, module):
+        pi, value = module.apply(p, obs)
+        return jnp.sum(pi.log_prob(actions)) + jnp.sum(jnp.square(value))
+
+    (pi_s, v_s), (pi, v) = separate.apply(params, obs), net.apply(stacked, obs)
+    np.testing.assert_allclose(pi.logits, pi_s.logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(v, v_s, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(net.apply(stacked, obs, method=ActorCritic.value), v_s, atol=1e-6)
+    policy = net.apply(stacked, obs, method=ActorCritic.policy)
+    np.testing.assert_allclose(policy.logits, pi_s.logits, atol=1e-6)
+    grads_s = stack_torsos(jax.grad(loss)(params, separate))
+    chex.assert_trees_all_close(jax.grad(loss)(stacked, net), grads_s, rtol=1e-5, atol=1e-6)
+
+
+def test_stacked_mlp_members_start_apart_each_initialised_as_an_mlp():
+    net = StackedMLP(2, (8, 8))
+    params = net.init(jax.random.PRNGKey(0), jnp.ones((1, 8)))
+    kernel = params["params"]["Dense_1"]["kernel"]
+    chex.assert_shape(kernel, (2, 8, 8))
+    assert not np.allclose(kernel[0], kernel[1])
+    for member in kernel:  # Orthogonal with gain sqrt(2), as MLP's hidden layers.
+        np.testing.assert_allclose(member.T @ member, 2 * np.eye(8), atol=1e-5)
+
+
+def test_torsos_that_differ_stay_apart_and_alike_ones_stack_when_asked():
+    assert not ActorCritic(MLP((16,)), MLP((16,)), 2).stacked
+    assert ActorCritic(MLP((16,)), MLP((16,)), 2, stack=True).stacked
+    obs = jnp.ones((2, 4))
+    for net in (
+        ActorCritic(MLP((16,)), MLP((8,)), 2),
+        ActorCritic(MLP((16,)), MLP((16,)), 2, stack=False),
+    ):
+        params = net.init(jax.random.PRNGKey(0), obs)
+        assert not net.stacked and {"actor_torso", "critic_torso"} <= set(params["params"])
