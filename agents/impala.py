@@ -52,6 +52,8 @@ class IMPALAConfig(NetworkOptions, OptimizerOptions):
       num_envs: environments stepped in parallel, over all devices.
       num_steps: steps per environment in each rollout.
       log_std_init: continuous actions: the Gaussian policy's log-std at the start.
+      stack_torsos: evaluate the actor's and critic's torsos as one stacked network (see
+        `purerl.agents.ppo.PPOConfig.stack_torsos`; off: slower on a CPU).
     """
 
     action_spaces = ("discrete", "continuous")  # Not an option: the spaces it acts in.
@@ -69,6 +71,7 @@ class IMPALAConfig(NetworkOptions, OptimizerOptions):
     num_envs: int = 16
     num_steps: int = 20
     log_std_init: float = 0.0
+    stack_torsos: bool = False
 
     def __post_init__(self) -> None:
         self.check_optimizer_options()
