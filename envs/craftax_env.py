@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from purerl.envs.base import EnvParams
-from purerl.envs.suites import SuiteEnv, box_like, import_suite, unknown_id
+from purerl.envs.suites import DiscreteSuiteEnv, box_like, import_suite, unknown_id
 
 PREFIX = "craftax"
 IDS = (
@@ -30,7 +30,7 @@ IDS = (
 )
 
 
-class CraftaxEnv(SuiteEnv):
+class CraftaxEnv(DiscreteSuiteEnv):
     """A Craftax environment as a single, auto-resetting purerl environment."""
 
     prefix = PREFIX

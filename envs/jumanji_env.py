@@ -25,11 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 from purerl.envs.base import EnvParams
 from purerl.envs.suites import (
-    SuiteEnv,
+    DiscreteSuiteEnv,
     flat_observation,
     import_suite,
     numeric_items,
-    static_params,
+    settings_params,
     unknown_id,
 )
 
@@ -61,7 +61,7 @@ def _split_mask(observation: Any) -> tuple[list[jax.Array], jax.Array | None]:
     return parts, mask
 
 
-class JumanjiEnv(SuiteEnv):
+class JumanjiEnv(DiscreteSuiteEnv):
     """A Jumanji environment as a single, auto-resetting purerl environment."""
 
     prefix = PREFIX
@@ -139,14 +139,8 @@ def make_jumanji(name: str, **kwargs: Any) -> tuple[JumanjiEnv, Any]:
     known = sorted(jumanji.registered_environments())
     if name not in known:
         raise unknown_id("Jumanji", PREFIX, name, known)
-    values = _numeric_defaults(name)
-    extra = sorted(set(kwargs) - set(values))
-    if extra:
-        raise ValueError(
-            f"jumanji:{name} has no numeric argument {', '.join(map(repr, extra))}; "
-            f"its arguments are {', '.join(values) or 'none'}."
-        )
-    values.update(kwargs)
-    params = static_params(f"{name.split('-')[0]}Params", values)
+    params = settings_params(
+        PREFIX, name, f"{name.split('-')[0]}Params", _numeric_defaults(name), kwargs
+    )
     env = JumanjiEnv(name, params)
     return env, params

@@ -23,11 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 from purerl.envs.base import EnvParams
 from purerl.envs.suites import (
-    SuiteEnv,
+    DiscreteSuiteEnv,
     box_like,
     import_suite,
     numeric_items,
-    static_params,
+    settings_params,
     unknown_id,
 )
 
@@ -46,7 +46,7 @@ def _navix(name: str, items: tuple[tuple[str, Any], ...]) -> Any:
     return env.replace(**values)
 
 
-class NavixEnv(SuiteEnv):
+class NavixEnv(DiscreteSuiteEnv):
     """A Navix environment as a single, auto-resetting purerl environment."""
 
     prefix = PREFIX
@@ -98,16 +98,10 @@ def make_navix(name: str, **kwargs: Any) -> tuple[NavixEnv, Any]:
     known = list(navix.registry())
     if name not in known:
         raise unknown_id("Navix", PREFIX, name, known)
-    extra = sorted(set(kwargs) - set(_PARAMS))
-    if extra:
-        raise ValueError(
-            f"navix:{name} has no setting {', '.join(map(repr, extra))}; its params are "
-            f"{', '.join(_PARAMS)}."
-        )
     env = navix.make(name)
-    values = {k: kwargs.get(k, getattr(env, k)) for k in _PARAMS}
-    values = {
-        k: v.item() if isinstance(v, jnp.ndarray | np.ndarray) else v for k, v in values.items()
+    defaults = {k: getattr(env, k) for k in _PARAMS}
+    defaults = {
+        k: v.item() if isinstance(v, jnp.ndarray | np.ndarray) else v for k, v in defaults.items()
     }
-    params = static_params("NavixParams", values)
+    params = settings_params(PREFIX, name, "NavixParams", defaults, kwargs)
     return NavixEnv(name, params), params

@@ -25,7 +25,7 @@ import numpy as np
 from flax import struct
 from purerl.envs.base import EnvParams
 from purerl.envs.suites import (
-    SuiteEnv,
+    DiscreteSuiteEnv,
     flat_observation,
     import_suite,
     static_params,
@@ -54,7 +54,7 @@ def random_legal(key: jax.Array, legal: jax.Array) -> jax.Array:
     return jax.random.categorical(key, jnp.where(legal, 0.0, -jnp.inf)).astype(jnp.int32)
 
 
-class PgxEnv(SuiteEnv):
+class PgxEnv(DiscreteSuiteEnv):
     """A Pgx game as a single-agent, auto-resetting purerl environment: the agent against a
     random opponent."""
 

@@ -28,7 +28,7 @@ from purerl.envs.suites import (
     flat_observation,
     import_suite,
     numeric_items,
-    static_params,
+    settings_params,
     unknown_id,
 )
 
@@ -121,12 +121,5 @@ def make_playground(name: str, **kwargs: Any) -> tuple[PlaygroundEnv, Any]:
         raise unknown_id("MuJoCo Playground", PREFIX, name, registry.ALL_ENVS)
     config = registry.get_default_config(name)
     values = {k: v for k, v in config.items() if isinstance(v, bool | int | float)}
-    extra = sorted(set(kwargs) - set(values))
-    if extra:
-        raise ValueError(
-            f"playground:{name} has no numeric config field {', '.join(map(repr, extra))}; "
-            f"its fields are {', '.join(values)}."
-        )
-    values.update(kwargs)
-    params = static_params("PlaygroundParams", values)
+    params = settings_params(PREFIX, name, "PlaygroundParams", values, kwargs)
     return PlaygroundEnv(name, params), params

@@ -16,6 +16,7 @@ hands the agent as `EnvSpec.action_mask` (see `purerl.core.legal_actions`).
 
 from __future__ import annotations
 
+import abc
 import difflib
 import importlib
 from collections.abc import Sequence
@@ -63,6 +64,21 @@ def static_params(class_name: str, values: dict[str, Any]) -> Any:
     return struct.dataclass(type(class_name, (), namespace))()
 
 
+def settings_params(
+    prefix: str, name: str, class_name: str, defaults: dict[str, Any], given: dict[str, Any]
+) -> Any:
+    """`static_params` of a suite's numeric settings: `defaults` with `given` (the make
+    call's keyword arguments) on top, where each names a setting `defaults` has; an unknown
+    one is refused with the list."""
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"{prefix}:{name} has no numeric setting {', '.join(map(repr, unknown))}; its "
+            f"settings are {', '.join(defaults) or 'none'}."
+        )
+    return static_params(class_name, {**defaults, **given})
+
+
 def numeric_items(params: Any) -> tuple[tuple[str, Any], ...]:
     """The fields of a `static_params` dataclass as a hashable `((name, value), ...)`."""
     return tuple((k, getattr(params, k)) for k in params.__dataclass_fields__)
@@ -87,12 +103,11 @@ def box_like(example: jax.ShapeDtypeStruct, low: float = -np.inf, high: float = 
     return gymnasium.spaces.Box(low, high, tuple(example.shape), dtype)
 
 
-class SuiteEnv:
+class SuiteEnv(abc.ABC):
     """A suite's single environment behind purerl's protocol, auto-resetting.
 
-    Subclasses set `name` and `prefix`, and implement `_reset(key, params) -> (state, obs)`,
-    `_step(key, state, action, params) -> (state, obs, reward, terminated, truncated)`,
-    `num_actions(params)` and `observation_space(params)`; `action_mask` is True where the
+    Subclasses set `name` and `prefix` and say how their suite resets and steps one episode
+    and what its spaces are (the abstract methods); `action_mask` is True where the
     observation ends with the legal-action mask.
     """
 
@@ -100,19 +115,21 @@ class SuiteEnv:
     prefix: str
     action_mask: bool = False
 
+    @abc.abstractmethod
     def _reset(self, key: jax.Array, params: EnvParams) -> tuple[Any, jax.Array]:
-        raise NotImplementedError
+        """`(the suite's state, the agent's observation)` of a new episode."""
 
+    @abc.abstractmethod
     def _step(
         self, key: jax.Array, state: Any, action: jax.Array, params: EnvParams
     ) -> tuple[Any, jax.Array, jax.Array, jax.Array, jax.Array]:
-        raise NotImplementedError
+        """`(state, obs, reward, terminated, truncated)` of one step, without resetting."""
 
-    def num_actions(self, params: EnvParams) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def observation_space(self, params: EnvParams) -> gymnasium.spaces.Box: ...
 
-    def observation_space(self, params: EnvParams) -> gymnasium.spaces.Box:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def action_space(self, params: EnvParams) -> gymnasium.spaces.Space: ...
 
     def reset(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, Any]:
         state, obs = self._reset(key, params)
@@ -138,8 +155,15 @@ class SuiteEnv:
         key = jax.ShapeDtypeStruct((2,), jnp.uint32)
         return jax.eval_shape(lambda k: self._reset(k, params)[1], key)
 
-    def action_space(self, params: EnvParams) -> gymnasium.spaces.Discrete:
-        return gymnasium.spaces.Discrete(self.num_actions(params))
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.prefix}:{self.name})"
+
+
+class DiscreteSuiteEnv(SuiteEnv):
+    """A suite environment whose actions are `Discrete(num_actions(params))`."""
+
+    @abc.abstractmethod
+    def num_actions(self, params: EnvParams) -> int: ...
+
+    def action_space(self, params: EnvParams) -> gymnasium.spaces.Discrete:
+        return gymnasium.spaces.Discrete(self.num_actions(params))

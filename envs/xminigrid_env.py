@@ -19,13 +19,13 @@ import gymnasium
 import jax
 import jax.numpy as jnp
 from purerl.envs.base import EnvParams
-from purerl.envs.suites import SuiteEnv, box_like, import_suite, unknown_id
+from purerl.envs.suites import DiscreteSuiteEnv, box_like, import_suite, unknown_id
 
 PREFIX = "xminigrid"
 _LAST = 2  # XLand-MiniGrid's (dm_env's) last step type.
 
 
-class XMiniGridEnv(SuiteEnv):
+class XMiniGridEnv(DiscreteSuiteEnv):
     """An XLand-MiniGrid environment as a single, auto-resetting purerl environment."""
 
     prefix = PREFIX
