@@ -435,6 +435,11 @@ def actor_critic(
                 stack=config.stack_torsos,
             )
             params = network.init(key, obs)
+        if config.stack_torsos and not (not recurrent and network.stacked):
+            raise ValueError(
+                "--stack-torsos stacks two MLP torsos of one shape; this run's torso is "
+                f"{config.make_torso(shape).__class__.__name__}. Leave --stack-torsos off."
+            )
         bounds = (None, None) if low is None else (jnp.asarray(low), jnp.asarray(high))
         return PPOState(
             params, tx.init(params), jnp.zeros((), jnp.int32), network, *bounds, spec.action_mask

@@ -412,3 +412,9 @@ def test_a_policy_saved_in_one_torso_layout_loads_in_the_other_with_its_optimize
     np.testing.assert_allclose(pi.logits, saved_pi.logits, atol=1e-6)
     np.testing.assert_allclose(v, saved_v, atol=1e-6)
     assert int(loaded.steps[1]) == 2
+
+
+def test_stack_torsos_is_refused_where_there_are_no_two_mlps_to_stack():
+    config = ppo.PPOConfig(stack_torsos=True, torso="lstm", lr_schedule="constant")
+    with pytest.raises(ValueError, match="--stack-torsos stacks two MLP torsos"):
+        ppo.make(config).init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
