@@ -6,7 +6,10 @@ ratios `pi / mu` of the learner's policy to the one that acted, clipped at
 `clip_rho_threshold` (targets) and `clip_pg_rho_threshold` (policy gradient), make up for
 it. On the device loop acting and learning alternate, so the ratios are 1 and V-trace is
 the n-step return. The network and acting are PPO's (`ppo.actor_critic`): categorical or
-Gaussian policies, the behaviour log-probabilities in the rollout's extras."""
+Gaussian policies, the behaviour log-probabilities in the rollout's extras. Where the
+observations end with the legal-action mask (`EnvSpec.action_mask`), the learner's policy
+is the masked one that acted (`ppo.legal_policy`): its log-probabilities, ratios and
+entropy cover the legal actions only."""
 
 from __future__ import annotations
 
@@ -20,7 +23,13 @@ import optax
 import rlax
 from purerl.agents.optimizers import apply_gradients
 from purerl.agents.options import NetworkOptions, OptimizerOptions
-from purerl.agents.ppo import RAW_ACTION, PPOState, actor_critic, fold_episode_ends
+from purerl.agents.ppo import (
+    RAW_ACTION,
+    PPOState,
+    actor_critic,
+    fold_episode_ends,
+    legal_policy,
+)
 from purerl.core import (
     DEVICE_AXIS,
     Agent,
@@ -138,8 +147,11 @@ def make(
     tx = optax.flatten(config.make_optimizer(config.learning_rate, num_updates))
     init, act, initial_carry = actor_critic(config, tx, "IMPALA")
 
-    def loss(params: Any, network: ActorCritic, batch: Transition) -> tuple[jax.Array, Metrics]:
-        pi, v_tm1 = network.apply(params, batch.obs)
+    def loss(
+        params: Any, network: ActorCritic, batch: Transition, masked: bool
+    ) -> tuple[jax.Array, Metrics]:
+        forward = lambda p, b: network.apply(p, b.obs)  # noqa: E731
+        pi, v_tm1 = (legal_policy(forward) if masked else forward)(params, batch)
         v_t = jax.lax.stop_gradient(network.apply(params, batch.next_obs, method=ActorCritic.value))
         log_prob = pi.log_prob(batch.extras.get(RAW_ACTION, batch.action))
         rho = jnp.exp(jax.lax.stop_gradient(log_prob) - batch.extras["log_prob"])
@@ -171,7 +183,9 @@ def make(
         """One V-trace actor-critic step on a time-major rollout `[T, B]`."""
         del key
         chex.assert_rank(batch.reward, 2)
-        grads, metrics = jax.grad(loss, has_aux=True)(state.params, state.network, batch)
+        grads, metrics = jax.grad(loss, has_aux=True)(
+            state.params, state.network, batch, state.action_mask
+        )
         params, opt_state = apply_gradients(grads, state.opt_state, state.params, tx, axis_name)
         new_state = state.replace(params=params, opt_state=opt_state, steps=state.steps + 1)
         return new_state, maybe_pmean(metrics, axis_name)

@@ -12,6 +12,10 @@
   end inside the window bootstraps correctly: a termination does not, a truncation does,
   from the episode's final observation. The carry is reset after each episode end, as the
   actor reset it.
+- Legal actions: where the observations end with the legal-action mask
+  (`EnvSpec.action_mask`, Jumanji and Pgx), the agent explores and acts greedily among the
+  legal actions only, and bootstraps from the best legal next action, as the feed-forward
+  value family does.
 - With prioritised replay a window's priority is R2D2's mix `eta * max |td| + (1 - eta) *
   mean |td|` over its trained steps.
 
@@ -38,6 +42,8 @@ from purerl.core import (
     EnvSpec,
     Metrics,
     Recipe,
+    epsilon_greedy_legal,
+    mask_illegal,
     maybe_pmean,
     require_array_observations,
     require_discrete,
@@ -120,15 +126,21 @@ def make(
         network = RecurrentQNetwork(config.make_torso(shape), num_actions, config.dueling)
         obs = jnp.zeros((1,) + tuple(shape), spec.observation_space.dtype)
         params = network.init(key, initial_carry(1), obs)
-        return DQNState(params, params, tx.init(params), jnp.zeros((), jnp.int32), network)
+        steps = jnp.zeros((), jnp.int32)
+        return DQNState(params, params, tx.init(params), steps, network, spec.action_mask)
 
     def act(
         state: DQNState, carry: Any, obs: jax.Array, key: jax.Array, deterministic: bool = False
     ) -> tuple[jax.Array, Any, dict[str, jax.Array]]:
         carry, q = state.network.apply(state.params, carry, obs)
         if deterministic:
+            q = mask_illegal(q, obs, state.action_mask)
             return jnp.argmax(q, axis=-1).astype(jnp.int32), carry, {}
-        explore = distrax.EpsilonGreedy(q, epsilon(config.env_steps(state.steps)))
+        eps = epsilon(config.env_steps(state.steps))
+        if state.action_mask:  # Greedy and random actions among the legal ones only.
+            explore = distrax.Categorical(probs=epsilon_greedy_legal(q, obs, eps))
+        else:
+            explore = distrax.EpsilonGreedy(q, eps)
         return explore.sample(seed=key).astype(jnp.int32), carry, {}
 
     def unroll(network: Any, params: Any, batch: Any, start: Any) -> tuple[jax.Array, Any]:
@@ -172,8 +184,13 @@ def make(
 
         def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
             q_tm1, after = unroll(network, params, tail, jax.lax.stop_gradient(start_online))
+            selector = None
             if config.double_q:
                 selector = jax.lax.stop_gradient(next_q(network, params, after, tail.next_obs))
+            if state.action_mask:  # The bootstrap action among the legal ones only.
+                selector = q_t if selector is None else selector
+                selector = mask_illegal(selector, tail.next_obs, True)
+            if selector is not None:
                 td = jax.vmap(jax.vmap(rlax.double_q_learning))(
                     q_tm1, tail.action, reward, discount, q_t, selector
                 )

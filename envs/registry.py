@@ -293,8 +293,10 @@ def _cast(current: Any, value: Any, setting: str) -> Any:
         ok, wanted = number and float(value).is_integer(), "a whole number"
     elif np.issubdtype(kind, np.number):
         ok, wanted = number, "a number"
+    elif isinstance(current, str):  # A name (XLand-MiniGrid's benchmark=trivial-21k).
+        ok, wanted = isinstance(value, str), "a name"
     else:
-        ok, wanted = False, "a field of numbers or true/false (this one is not)"
+        ok, wanted = False, "a field of numbers, true/false or a name (this one is not)"
     if not ok:
         raise ValueError(f"--env-params {setting!r}: the field is {current!r}; give {wanted}.")
     if hasattr(current, "dtype"):  # An array field stays an array of its dtype.

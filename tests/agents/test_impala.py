@@ -1,10 +1,13 @@
 import chex
+import distrax
+import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import rlax
 from purerl.agents import impala
+from purerl.core import EnvSpec, mask_illegal
 
 from tests.helpers import CARTPOLE_SPEC, transitions
 
@@ -62,6 +65,45 @@ def test_learn_steps_on_a_rollout_with_ratios_of_one_when_on_policy():
     assert int(new.steps) == 1 and all(np.isfinite(v) for v in jax.tree.leaves(metrics))
     new, metrics = learn(new, batch, jax.random.PRNGKey(4))  # Now the rollout is stale.
     assert float(metrics["rho_mean"]) != pytest.approx(1.0, abs=1e-5)
+
+
+def test_masked_learn_takes_log_probs_and_entropy_from_the_legal_policy():
+    # Observations of 4 features followed by the legal-action mask of 3 actions, one or two
+    # of them legal in each.
+    spec = EnvSpec(
+        gymnasium.spaces.Box(-np.inf, np.inf, (7,), np.float32),
+        gymnasium.spaces.Discrete(3),
+        action_mask=True,
+    )
+    config = impala.IMPALAConfig(lr_schedule="constant", hidden_sizes=(8,), num_envs=4)
+    agent = impala.make(config)
+    state = agent.init(jax.random.PRNGKey(0), spec)
+    t, b = 5, 4
+    masks = jnp.tile(jnp.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]), (t * b // 2, 1))
+    features = jax.random.normal(jax.random.PRNGKey(1), (t * b, 4))
+    obs = jnp.concatenate([features, masks], axis=1).reshape(t, b, 7)
+    actions, _, extras = jax.vmap(agent.act, in_axes=(None, None, 0, 0))(
+        state, (), obs, jax.random.split(jax.random.PRNGKey(2), t)
+    )
+    next_obs = jnp.roll(obs, -1, axis=0)
+    batch = transitions(jax.random.PRNGKey(3), (t, b))._replace(
+        obs=obs, action=actions, next_obs=next_obs, extras=extras
+    )
+    _, metrics = jax.jit(agent.learn)(state, batch, jax.random.PRNGKey(4))
+    # By hand: the policy that acted is the masked one, so on its own rollout the ratios
+    # are 1 (the unmasked policy's would be below 1: it puts mass on illegal actions).
+    network = state.network
+    pi, v_tm1 = network.apply(state.params, obs)
+    legal = distrax.Categorical(logits=mask_illegal(pi.logits, obs, True))
+    v_t = network.apply(state.params, next_obs, method=network.value)
+    out = jax.vmap(impala.vtrace, in_axes=(1, 1, 1, 1, 1, 1, None), out_axes=1)(
+        batch.reward, batch.terminated, batch.truncated, v_tm1, v_t, jnp.ones((t, b)), 0.99
+    )
+    pg_loss = -jnp.mean(legal.log_prob(actions) * out.pg_advantage)
+    assert float(metrics["rho_mean"]) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(metrics["entropy"], jnp.mean(legal.entropy()), rtol=1e-5)
+    np.testing.assert_allclose(metrics["pg_loss"], pg_loss, rtol=1e-5)
+    assert not np.isclose(float(jnp.mean(pi.entropy())), float(metrics["entropy"]))
 
 
 def test_bad_settings_are_refused():
