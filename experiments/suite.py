@@ -61,6 +61,9 @@ def _pairs(agents: Iterable[str], envs: Iterable[str], steps: int, *flags: str) 
 
 CLASSIC_DISCRETE = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
 MINATAR = ("Breakout-MinAtar", "SpaceInvaders-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar")
+SUITE_PPO = ("--num-envs", "16", "--num-steps", "32")
+SNAKE_6X6 = ("--env-params", "num_rows=6", "num_cols=6", "time_limit=200")
+CARTPOLE_200 = ("--env-params", "episode_length=200")
 
 # The budgets fit a 2-core CPU: the anchors' own budgets are named beside them on the page.
 SUITES: dict[str, tuple[str, list[Pair]]] = {
@@ -90,6 +93,22 @@ SUITES: dict[str, tuple[str, list[Pair]]] = {
             Pair("ppo", "brax:inverted_pendulum", 1_000_000),
             Pair("sac", "brax:inverted_pendulum", 50_000),
         ],
+    ),
+    # Each suite's smallest task, as in its learning test; PPO with a shorter rollout over
+    # more envs (the suites' episodes are short or sparse), the DQN family at its defaults.
+    "jax-suites": (
+        "JAX environment suites",
+        _pairs(("ppo",), ("pgx:tic_tac_toe",), 200_000, *SUITE_PPO)
+        + _pairs(("dqn",), ("pgx:tic_tac_toe",), 200_000)
+        + _pairs(("ppo",), ("navix:Navix-Empty-5x5-v0",), 100_000, *SUITE_PPO)
+        + _pairs(("dqn",), ("navix:Navix-Empty-5x5-v0",), 100_000)
+        + _pairs(("ppo",), ("xminigrid:MiniGrid-Empty-6x6",), 100_000, *SUITE_PPO)
+        + _pairs(("dqn",), ("xminigrid:MiniGrid-Empty-6x6",), 100_000)
+        + _pairs(("ppo",), ("jumanji:Snake-v1",), 200_000, *SUITE_PPO, *SNAKE_6X6)
+        + _pairs(("dqn",), ("jumanji:Snake-v1",), 200_000, *SNAKE_6X6)
+        + _pairs(("ppo",), ("craftax:Craftax-Classic-Symbolic-v1",), 100_000, *SUITE_PPO)
+        + _pairs(("ppo",), ("playground:CartpoleBalance",), 300_000, *CARTPOLE_200)
+        + _pairs(("sac",), ("playground:CartpoleBalance",), 30_000, *CARTPOLE_200),
     ),
 }
 

@@ -171,6 +171,82 @@ def test_pgx_opponent_moves_inside_reset_and_step():
         env.reset(jax.random.PRNGKey(0), made("pgx:tic_tac_toe", ["agent_player=2"])[1])
 
 
+def tiny_benchmark(folder) -> tuple[str, np.ndarray]:
+    """A benchmark file of two XLand-MiniGrid rulesets (no download needed): ruleset 0 has
+    the placeholder goal and a blue ball, ruleset 1 the goal of standing next to its red
+    ball. Its path, and ruleset 1's goal encoding."""
+    from xminigrid.benchmarks import save_bz2_pickle
+    from xminigrid.core.constants import Colors, Tiles
+    from xminigrid.core.goals import AgentNearGoal
+
+    goal = np.asarray(AgentNearGoal(tile=np.array([Tiles.BALL, Colors.RED])).encode())
+    path = str(folder / "tiny_benchmark")
+    balls = [[[Tiles.BALL, Colors.BLUE]], [[Tiles.BALL, Colors.RED]]]
+    save_bz2_pickle(
+        {
+            "goals": np.stack([np.zeros_like(goal), goal]),
+            "rules": np.zeros((2, 1, 7), np.uint8),  # No rules.
+            "init_tiles": np.array(balls, np.uint8),
+            "num_rules": np.zeros(2, np.int32),
+        },
+        path,
+    )
+    return path, goal
+
+
+def test_xminigrid_xland_plays_the_ruleset_of_the_benchmark_given(tmp_path):
+    need("xminigrid")
+    from xminigrid.core.constants import Colors, Tiles
+
+    path, goal = tiny_benchmark(tmp_path)
+    for ruleset, want_goal, ball in ((1, goal, Colors.RED), (0, 0 * goal, Colors.BLUE)):
+        settings = [f"benchmark={path}", f"ruleset={ruleset}", "max_steps=3"]
+        env, params = made("xminigrid:XLand-MiniGrid-R1-9x9", settings)
+        if ruleset == 1:  # It steps under jit and vmap, to the max_steps given with it.
+            _, (_, _, _, _, truncated, _, length) = rollout(env, params, steps=4)
+            assert np.all(np.asarray(length)[np.asarray(truncated)] == 3)
+        _, state = jax.jit(env.reset)(jax.random.PRNGKey(0), params)
+        np.testing.assert_array_equal(state.state.goal_encoding, want_goal)
+        tiles = np.asarray(state.state.grid).reshape(-1, 2).tolist()
+        assert [Tiles.BALL, ball] in tiles  # The ruleset's object is on the grid.
+    # Without a benchmark: XLand-MiniGrid's placeholder task, which says so.
+    env, params = made("xminigrid:XLand-MiniGrid-R1-9x9", [])
+    with pytest.warns(UserWarning, match="placeholder task"):
+        env_spec(env, params)
+
+
+def test_xminigrid_benchmark_settings_that_cannot_work_are_refused(tmp_path, monkeypatch):
+    need("xminigrid")
+    import urllib.error
+
+    from xminigrid import benchmarks
+
+    path, _ = tiny_benchmark(tmp_path)
+    xland = "xminigrid:XLand-MiniGrid-R1-9x9"
+    for settings, match in (
+        ([f"benchmark={path}", "ruleset=2"], "has 2 rulesets, 0 to 1"),
+        (["ruleset=1"], "give the benchmark too"),
+        (["benchmark=trivial-1m"], "its benchmarks are trivial-21k, small-1m"),
+        (["benchmark=5"], "give a name"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            env_spec(*made(xland, settings))
+    with pytest.raises(ValueError, match="no field 'benchmark'"):  # Not an XLand id.
+        made("xminigrid:MiniGrid-Empty-6x6", [f"benchmark={path}"])
+
+    # A published benchmark not in the cache, and no network: where the file goes.
+    def offline(repo_id: str, filename: str) -> None:
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(benchmarks, "DATA_PATH", str(tmp_path / "cache"))
+    monkeypatch.setattr(benchmarks, "_download_from_hf", offline)
+    with pytest.raises(ValueError) as e:
+        env_spec(*made(xland, ["benchmark=trivial-21k"]))
+    message = str(e.value)
+    assert "could not be downloaded (<urlopen error no network>)" in message
+    assert str(tmp_path / "cache" / "trivial_21k") in message and "XLAND_MINIGRID_DATA" in message
+
+
 @pytest.mark.parametrize("suite", list(SUITES))
 def test_unknown_id_is_refused_with_the_suites_list(suite):
     need(suite)
@@ -340,3 +416,33 @@ def test_ppo_learns_jumanji_snake_6x6(tmp_path):
     # Random legal moves eat 3.56 fruits an episode (654 episodes); 4 of 4 seeds ended at
     # 5.31 to 8.35.
     assert_k_of_n(returns, 3, 4.5, "PPO, jumanji:Snake-v1 (6x6), 2e5 steps")
+
+
+@pytest.mark.slow
+def test_ppo_beats_random_on_craftax_classic(tmp_path):
+    need("craftax")
+    returns = learn_ppo(
+        tmp_path,
+        "craftax:Craftax-Classic-Symbolic-v1",
+        (),
+        16_384,
+        3,
+        num_envs=16,
+        num_steps=32,
+    )
+    # In `purerl ppo --env craftax:Craftax-Classic-Symbolic-v1 --num-seeds 4 --num-envs 16
+    # --num-steps 32 --total-timesteps 100000` the untrained policies scored 1.51 an episode
+    # over the first 5e3 steps, 2.54 by 1e4, 3.04 at 1e5 (seeds 2.72 to 3.31).
+    assert_k_of_n(returns, 2, 2.0, "PPO, craftax:Craftax-Classic-Symbolic-v1, 1.6e4 steps")
+
+
+@pytest.mark.slow
+def test_ppo_learns_playground_cartpole_balance(tmp_path):
+    need("playground")
+    settings = ("episode_length=200",)
+    returns = learn_ppo(tmp_path, "playground:CartpoleBalance", settings, 300_000, 4)
+    # The untrained policies' first 1.6e4 steps scored 109 a 200-step episode; 4 seeds reached
+    # 157 at 1e5 steps and 180 at 3e5 (`purerl ppo --env playground:CartpoleBalance --env-params
+    # episode_length=200 --num-seeds 4 --total-timesteps 300000 --num-logs 20`). The return
+    # checked is the mean over the second half of the run (two logging intervals).
+    assert_k_of_n(returns, 3, 140.0, "PPO, playground:CartpoleBalance (200 steps), 3e5 steps")
