@@ -182,7 +182,12 @@ class HostLoop:
         state = jax.jit(lambda key: self.agent.init(key, spec))(agent_key)
         carry = self.agent.initial_carry(b)
         done = np.zeros((b,), bool)
-        if not self.on_workers:  # Compiles it (the workers compile their own).
+        if self.on_workers:  # Each worker compiles its own, before the timed training.
+            try:
+                self._call_workers("warm_up", state, (actor_key, carry, done, np.int32(0)))
+            except EnvsRestarted as e:  # A worker made afresh compiles at its first rollout.
+                print(f"warning: {e}.", file=sys.stderr)
+        else:  # Compiles it.
             self._act(state, carry, done, obs, actor_key, np.int32(0))
         n = self.k * self.rollout_length
         # The data path is per device: it sees `[T, B / D]` of each rollout.
@@ -214,6 +219,19 @@ class HostLoop:
             jnp.asarray(done),
             jnp.zeros((), jnp.int32),
         )
+
+    def _call_workers(self, method: str, state: Any, position: tuple[Any, ...], *more: Any) -> Any:
+        """Every acting Ray worker's `method(state, its slice of position, *more, its
+        index)`, in worker order; the state is put in Ray's object store once, for all."""
+        import ray
+
+        key, carry, done, steps = jax.device_get(position)
+        state = ray.put(jax.device_get(state))
+        args = [
+            (state, (key, _envs(carry, lo, hi), done[lo:hi], steps), *more, w)
+            for w, (lo, hi) in enumerate(self.env.slices)
+        ]
+        return self.env.call(method, args)
 
     def _to_actor(self, learner: Runner) -> Any:
         """What the actor acts with: device 0's copy of the learner's agent state (the
@@ -399,16 +417,8 @@ class HostLoop:
     ) -> tuple[tuple[Transition, np.ndarray] | None, tuple[Any, ...]]:
         """`_collect`'s rollout, each Ray env worker collecting its slice with `act` (the
         state put in Ray's object store once, for all of them), joined along the env axis."""
-        import ray
-
-        key, carry, done, steps = jax.device_get(position)
-        env, n, b = self.env, self.k * self.rollout_length, self.env.num_envs
-        state = ray.put(jax.device_get(state))
-        args = [
-            (state, (key, _envs(carry, lo, hi), done[lo:hi], steps), n, b, w)
-            for w, (lo, hi) in enumerate(env.slices)
-        ]
-        parts = env.call("rollout", args)
+        env, n = self.env, self.k * self.rollout_length
+        parts = self._call_workers("rollout", state, position, n, env.num_envs)
         if stop.is_set():
             return None, position
         joined = lambda *x: np.concatenate(x, axis=1)  # noqa: E731  Along the env axis.
@@ -570,28 +580,39 @@ class ActingWorker:
         prefer_sequential_cpu_ops(inline=True)  # One program at a time, before JAX starts.
         import_env(name)
         self.env, self.acting = HostVecEnv(env_fn, num_envs, name), acting
-        self._act: Any = None  # Jitted at the first rollout, which says the worker's index.
+        self._act: Any = None  # Jitted by `warm_up` or the first rollout (with the index).
 
     def reset(self, seeds: list[int]) -> np.ndarray:
         return self.env.reset(seeds[0])  # Contiguous: env i of the slice gets `seeds[i]`.
+
+    def warm_up(self, state: Any, position: tuple[Any, ...], index: int) -> None:
+        """Compiles `act` on the slice's observations (the result dropped: nothing moves),
+        so that the run's first rollout, timed as training, does not compile it."""
+        key, carry, done, steps = position
+        self._acting(index)(jax.device_put(state), carry, done, self.env.obs, key, steps)
+
+    def _acting(self, index: int) -> Any:
+        """The jitted `act` of worker `index`, made at the first call."""
+        if self._act is None:
+            acting = self.acting
+            one = None if acting.workers == 1 else index  # One worker acts as the thread.
+            space = self.env.spec.action_space
+            self._act = jax.jit(
+                make_act(acting.agent, acting.warmup_steps, space, self.env.num_envs, one)
+            )
+        return self._act
 
     def rollout(
         self, state: Any, position: tuple[Any, ...], n: int, run_envs: int, index: int
     ) -> tuple[Transition, np.ndarray, tuple[Any, ...], dict[str, float]]:
         """This worker's slice of a rollout (`collect`'s, as NumPy arrays), its position
         after, and its seconds acting and stepping."""
-        acting = self.acting
-        if self._act is None:
-            one = None if acting.workers == 1 else index  # One worker acts as the thread.
-            space = self.env.spec.action_space
-            self._act = jax.jit(
-                make_act(acting.agent, acting.warmup_steps, space, self.env.num_envs, one)
-            )
         clock = {"act": 0.0, "env": 0.0}
-        learned = (lambda r, d: np.sign(r)) if acting.clip_rewards else (lambda r, d: r)
+        clip = self.acting.clip_rewards
+        learned = (lambda r, d: np.sign(r)) if clip else (lambda r, d: r)
         state, stop = jax.device_put(state), threading.Event()
         item, position = collect(
-            self._act, state, self.env, position, n, run_envs, learned, stop, clock
+            self._acting(index), state, self.env, position, n, run_envs, learned, stop, clock
         )
         trajectory, stats = item
         return trajectory, stats, jax.device_get(position), clock

@@ -159,10 +159,18 @@ def test_too_many_workers_is_a_clear_error(two_nodes, monkeypatch):
 def test_the_throughput_benchmark_prints_its_table(capsys):
     from purerl.experiments import benchmark_ray
 
-    benchmark_ray.main(["--cases", "sleepy", "--modes", "sync", "--rounds", "1", "--steps", "2"])
+    argv = ["--modes", "sync", "ray-actors", "--rounds", "1", "--steps", "2"]
+    benchmark_ray.main(["--cases", "sleepy", *argv])
     rows = capsys.readouterr().out.splitlines()
-    assert rows[1].split()[:3] == ["case", "envs", "sync"]
-    assert rows[2].startswith("CartPole-v1 + 2 ms sleep (ray: 8 workers)") and "1.0x" in rows[2]
+    assert rows[1].split()[:4] == ["case", "envs", "sync", "ray-actors"]
+    assert rows[2].startswith("CartPole-v1 + 2 ms sleep (ray: 8 workers)")
+    assert rows[2].split()[-2:] == ["1.0x", "-"]  # Env stepping alone: no agent to act.
+    # A training run, in a fresh process, of the sleepy env made by its name.
+    argv = ["--modes", "sync", "--rounds", "1", "--train-steps", "1024"]
+    benchmark_ray.main(["--cases", "train-sleepy", *argv])
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2].startswith("PPO, CartPole + 2 ms sleep (ray: 8 workers)")
+    assert rows[2].split()[-1] == "1.0x" and float(rows[2].split()[-2].replace(",", "")) > 0
 
 
 @pytest.mark.parametrize(
@@ -196,19 +204,46 @@ def test_training_with_ray_envs_gives_the_sync_run(two_nodes, tmp_path, agent, e
         assert fractions[2] >= fractions[3]  # The busiest worker, and the mean.
 
 
-def test_two_acting_workers_train_ppo(two_nodes, tmp_path):
-    from purerl.experiments import ppo
-
-    args = ["--env", CARTPOLE, "--num-devices", "1", "--num-logs", "2", "--quiet"]
+@pytest.mark.parametrize(
+    "agent, extra",
+    [
+        ("ppo", ["--env", CARTPOLE, "--total-timesteps", "4096"]),
+        # Off-policy, continuous actions, random ones in the warm-up: acted in the workers.
+        (
+            "sac",
+            ["--env", "gymnasium:Pendulum-v1", "--num-envs", "2", "--total-timesteps", "1024"],
+        ),
+    ],
+)
+def test_two_acting_workers_train(two_nodes, tmp_path, agent, extra):
+    script = importlib.import_module(f"purerl.experiments.{agent}")
+    args = ["--num-devices", "1", "--num-logs", "2", "--quiet", *extra]
     args += ["--host-envs", "ray", "--env-workers", "2", "--actors-on-workers"]
-    summary = ppo.main([*args, "--total-timesteps", "4096", "--run-dir", str(tmp_path)])
-    assert summary["total_timesteps"] == 4096 and np.isfinite(summary["final_return"]).all()
+    if agent == "sac":
+        args += ["--learning-starts", "256", "--batch-size", "64"]
+    summary = script.main([*args, "--run-dir", str(tmp_path)])
+    assert summary["total_timesteps"] == int(extra[extra.index("--total-timesteps") + 1])
     with open(tmp_path / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     for row in rows:  # The workers' seconds acting and stepping, read back with the rollouts.
         assert all(0 < float(row[f"{name}_fraction"]) < 1 for name in ("act", "env")), row
         assert float(row["env_worker_busy_max_fraction"]) > 0
-        assert float(row["episodes"]) > 0
+        assert float(row["episodes"]) > 0 and np.isfinite(float(row["episode_return"]))
+
+
+def test_a_recurrent_agent_acting_in_a_worker_gives_the_sync_run(two_nodes, tmp_path):
+    # An LSTM's carry goes to the worker with each rollout's position and comes back with its
+    # slice: one acting worker carries it over rollouts (and intervals) as the thread does.
+    from purerl.experiments import ppo
+
+    args = ["--env", CARTPOLE, "--torso", "lstm", "--num-envs", "4", "--num-steps", "32"]
+    args += ["--num-minibatches", "2", "--total-timesteps", "512", "--num-logs", "2"]
+    args += ["--num-devices", "1", "--quiet"]
+    ppo.main([*args, "--run-dir", str(tmp_path / "sync")])
+    on_worker = ["--host-envs", "ray", "--env-workers", "1", "--actors-on-workers"]
+    ppo.main([*args, "--run-dir", str(tmp_path / "acting"), *on_worker])
+    sync = (tmp_path / "sync" / "policy.msgpack").read_bytes()
+    assert (tmp_path / "acting" / "policy.msgpack").read_bytes() == sync
 
 
 def test_actors_on_workers_need_ray_envs_and_keep_no_reward_statistics():
@@ -241,7 +276,7 @@ def test_the_rollout_in_flight_is_dropped_whole_when_a_worker_dies(
         return step_envs(action)
 
     def kill_in_rollout(method, args):  # The workers collect a rollout in one call.
-        if vec.restarts == 0:
+        if method == "rollout" and vec.restarts == 0:
             kill(vec.workers[1])
         return call(method, args)
 
@@ -269,6 +304,38 @@ def test_the_rollout_in_flight_is_dropped_whole_when_a_worker_dies(
     finally:
         loop.close()
         sync.close()
+
+
+def test_a_worker_lost_while_compiling_its_act_is_made_afresh_and_acts(
+    two_nodes, monkeypatch, capsys
+):
+    from purerl.agents import registry
+    from purerl.experiments.engine.build import build_loop
+    from purerl.experiments.engine.config import RunConfig
+
+    entry = registry.get("ppo")
+    config = entry.config_class()(num_envs=4, num_steps=16, num_minibatches=2)
+    run = RunConfig(env=CARTPOLE, host_envs="ray", num_devices=1, actors_on_workers=True)
+    loop = build_loop(run, lambda c: entry.recipe(config, c)).loop
+    vec = loop.env
+    call = vec.call
+
+    def kill_in_warm_up(method, args):  # At the start, as the workers compile `act`.
+        if method == "warm_up":
+            kill(vec.workers[1])
+        return call(method, args)
+
+    monkeypatch.setattr(vec, "call", kill_in_warm_up)
+    try:
+        runner = loop.init()
+        assert vec.restarts == 1
+        assert "warning: Ray env worker 1 (envs 2 to 3) died" in capsys.readouterr().err
+        state = loop._to_actor(runner.learner)
+        position = (runner.actor_key, runner.actor_carry, runner.actor_done, runner.actor_steps)
+        (trajectory, _), _ = loop._collect(state, position, threading.Event())
+        assert trajectory.obs.shape[2] == 16 and vec.restarts == 1  # The new one compiled.
+    finally:
+        loop.close()
 
 
 def test_a_run_goes_on_when_a_worker_is_killed_logs_it_and_resumes(
