@@ -10,14 +10,14 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
-
-from purerl.agents.registry import register_agent
-from purerl.core import Agent, Context, Recipe
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from purerl.agents.registry import register_agent
+    from purerl.core import Agent, Context, Recipe
     from purerl.experiments.engine.config import RunConfig
     from purerl.experiments.engine.policy import Policy
     from purerl.experiments.engine.trainer import TrainResult
@@ -79,9 +79,26 @@ def train(
     )
 
 
-def __getattr__(name: str) -> Any:
-    if name == "RunConfig":  # Imported when first asked for: it is the engine's.
-        from purerl.experiments.engine.config import RunConfig
+# Imported when first asked for, so that `import purerl` does not import JAX: the `purerl`
+# command's tools that need none (`--help`, `plot`) start at once, and the command sets up the
+# process (`purerl.experiments.command`) before JAX's import.
+_LAZY = {
+    "Agent": "purerl.core",
+    "Context": "purerl.core",
+    "Recipe": "purerl.core",
+    "register_agent": "purerl.agents.registry",
+    "RunConfig": "purerl.experiments.engine.config",
+}
+_PACKAGES = ("core", "agents", "envs", "networks", "replay", "experiments", "running_stats")
 
-        return RunConfig
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _PACKAGES:  # `import purerl; purerl.core.Agent`, as when purerl imported it.
+        return importlib.import_module(f"purerl.{name}")
     raise AttributeError(f"module 'purerl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -49,6 +49,9 @@ class Case:
       peer_args: the peer side's arguments after `NAME --peer-side`.
       peer_settings: the peer's settings, printed by `--dry-run` and above the table.
       notes: what could not be made equal, printed under the settings.
+      purerl_run_flags: run flags added to `purerl_argv` (default: training alone, above).
+      warm_compile_cache: the purerl side runs with a compile cache that a first run (not
+        timed) has filled, as a user's second run of a configuration does.
     """
 
     name: str
@@ -57,6 +60,8 @@ class Case:
     peer_args: tuple[str, ...] = ()
     peer_settings: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    purerl_run_flags: tuple[str, ...] = PURERL_RUN_FLAGS
+    warm_compile_cache: bool = False
 
 
 @dataclass
@@ -148,11 +153,18 @@ def check_purerl_argv(argv: tuple[str, ...]) -> str:
     return f"env={run.env!r}, total_timesteps={run.total_timesteps}; {fields}"
 
 
-def run_purerl(argv: tuple[str, ...]) -> Round:
-    """Trains with `python -m purerl.experiments AGENT FLAGS` in a fresh process."""
+def run_purerl(
+    argv: tuple[str, ...],
+    run_flags: tuple[str, ...] = PURERL_RUN_FLAGS,
+    compile_cache: str | None = None,
+) -> Round:
+    """Trains with `python -m purerl.experiments AGENT FLAGS` in a fresh process (with
+    `compile_cache` as its --compile-cache-dir where given)."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "purerl.experiments", *argv, *PURERL_RUN_FLAGS]
+        cmd = [sys.executable, "-m", "purerl.experiments", *argv, *run_flags]
         cmd += ["--run-dir", f"{tmp}/run"]
+        if compile_cache is not None:
+            cmd += ["--compile-cache-dir", compile_cache]
         start = time.perf_counter()
         out = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - start
@@ -262,7 +274,9 @@ def print_table(peer: str, sides: dict[str, list[Round]]) -> None:
 def compare(case: Case, peer: str, args: argparse.Namespace, script: str) -> None:
     """Alternates the purerl and peer sides for `args.rounds` rounds and prints the table."""
     print(f"{case.title}\n")
-    print(f"purerl: purerl {shlex.join(case.purerl_argv)} {shlex.join(PURERL_RUN_FLAGS)}")
+    print(f"purerl: purerl {shlex.join((*case.purerl_argv, *case.purerl_run_flags))}")
+    if case.warm_compile_cache:
+        print("purerl: its compile cache filled by a first run, not timed")
     print(f"{peer}: {json.dumps(case.peer_settings)}")
     if case.notes:
         print(f"notes: {case.notes}")
@@ -270,6 +284,23 @@ def compare(case: Case, peer: str, args: argparse.Namespace, script: str) -> Non
         print(f"purerl resolves to: {check_purerl_argv(case.purerl_argv)}")
         return
     check_peer_python(args.peer_python, peer)
+    with tempfile.TemporaryDirectory() as cache:
+        compile_cache = cache if case.warm_compile_cache else None
+        if compile_cache is not None:
+            run_purerl(case.purerl_argv, case.purerl_run_flags, compile_cache)
+        sides = alternate(case, peer, args, script, compile_cache)
+    print(f"load average after: {load_average()}")
+    print_table(peer, sides)
+    print(
+        f"versions: purerl side {sides['purerl'][0].versions}; "
+        f"{peer} side {sides[peer][0].versions}"
+    )
+
+
+def alternate(
+    case: Case, peer: str, args: argparse.Namespace, script: str, compile_cache: str | None
+) -> dict[str, list[Round]]:
+    """Each side's rounds, run in turns."""
     print(f"load average before: {load_average()}", flush=True)
     sides: dict[str, list[Round]] = {"purerl": [], peer: []}
     for i in range(args.rounds):
@@ -277,7 +308,7 @@ def compare(case: Case, peer: str, args: argparse.Namespace, script: str) -> Non
         order = ["purerl", peer] if i % 2 == 0 else [peer, "purerl"]
         for name in order:
             if name == "purerl":
-                result = run_purerl(case.purerl_argv)
+                result = run_purerl(case.purerl_argv, case.purerl_run_flags, compile_cache)
             else:
                 result = run_peer(args.peer_python, script, case.name, case.peer_args)
             sides[name].append(result)
@@ -287,9 +318,4 @@ def compare(case: Case, peer: str, args: argparse.Namespace, script: str) -> Non
                 + "".join(f", {k} {_plain(v)}" for k, v in result.extra.items()),
                 flush=True,
             )
-    print(f"load average after: {load_average()}")
-    print_table(peer, sides)
-    print(
-        f"versions: purerl side {sides['purerl'][0].versions}; "
-        f"{peer} side {sides[peer][0].versions}"
-    )
+    return sides

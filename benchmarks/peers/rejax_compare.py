@@ -3,6 +3,7 @@ rounds in one run; prints env steps/s and wall time for each side and their rati
 
     python benchmarks/peers/rejax_compare.py ppo --rounds 3      # equal settings
     python benchmarks/peers/rejax_compare.py ppo-defaults        # each at its defaults
+    python benchmarks/peers/rejax_compare.py ppo-warm            # ... purerl's cache warm
     python benchmarks/peers/rejax_compare.py {dqn,sac,td3}       # Rejax's settings on both
     python benchmarks/peers/rejax_compare.py ppo --dry-run       # print the settings only
 
@@ -12,13 +13,18 @@ program; that is turned off here (one training chunk, a no-op evaluation), as pu
 evaluates nothing by default, so both sides time training alone. Rejax's figures are its
 `train` compiled ahead (`jit(...).lower(...).compile()`) and then run, the split purerl's
 summary makes between compile and train seconds.
+
+`ppo-warm` is a user's second run of the default PPO: `purerl ppo --env CartPole-v1` as it
+is (its run directory with the plot, TensorBoard and checkpoint; no flags but the steps)
+with its compile cache filled by a first run that is not timed, against Rejax's default PPO
+(which keeps no compile cache); what counts is the whole process's wall time.
 """
 
 from __future__ import annotations
 
 import sys
 
-from common import Case, compare, emit, parser, timed_jit, versions
+from common import PURERL_RUN_FLAGS, Case, compare, emit, parser, timed_jit, versions
 
 PEER = "rejax"
 # Rejax's own settings for these envs: configs/gymnax/cartpole.yaml and pendulum.yaml of its
@@ -40,6 +46,7 @@ REJAX_CONFIGS = {
         vf_coef=0.5,
     ),
     "ppo-defaults": dict(env="CartPole-v1"),
+    "ppo-warm": dict(env="CartPole-v1"),
     "dqn": dict(
         env="CartPole-v1",
         agent="DuelingQNetwork",
@@ -95,7 +102,8 @@ REJAX_CONFIGS = {
 }
 # Env steps per run where --total-timesteps is not given: Rejax's config's budget, but
 # 500k for PPO (Rejax's 100k CartPole run trains for under a second here, too short to time).
-TOTALS = {"ppo": 500_000, "ppo-defaults": 500_000, "dqn": 100_000, "sac": 10_000, "td3": 10_000}
+TOTALS = {"ppo": 500_000, "ppo-defaults": 500_000, "ppo-warm": 500_000}
+TOTALS |= {"dqn": 100_000, "sac": 10_000, "td3": 10_000}
 # Rejax's networks: Flax `Dense` layers (LeCun-normal kernels) of 64 and 64 units.
 MLP_64 = ("--hidden-sizes", "64", "64", "--kernel-init", "lecun_normal", "--no-layer-norm")
 
@@ -105,6 +113,9 @@ def purerl_argv(case: str, total: int) -> tuple[tuple[str, ...], str]:
     run = ("--env", REJAX_CONFIGS[case]["env"], "--total-timesteps", str(total))
     if case == "ppo-defaults":
         return ("ppo", *run), "each side at its own defaults (purerl's are tuned for CartPole)"
+    if case == "ppo-warm":
+        notes = "each side at its own defaults; purerl writes its whole run directory"
+        return ("ppo", *run), notes
     if case == "ppo":
         flags = (
             *("--num-envs", "5", "--num-steps", "100", "--update-epochs", "5"),
@@ -196,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
         peer_args=("--total-timesteps", str(total)),
         peer_settings=settings,
         notes=notes,
+        purerl_run_flags=() if args.case == "ppo-warm" else PURERL_RUN_FLAGS,
+        warm_compile_cache=args.case == "ppo-warm",
     )
     compare(case, PEER, args, __file__)
 

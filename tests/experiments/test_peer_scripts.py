@@ -12,6 +12,7 @@ PEERS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "peers"
 CASES = [
     ("rejax_compare.py", "ppo"),
     ("rejax_compare.py", "ppo-defaults"),
+    ("rejax_compare.py", "ppo-warm"),
     ("rejax_compare.py", "dqn"),
     ("rejax_compare.py", "sac"),
     ("rejax_compare.py", "td3"),
