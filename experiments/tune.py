@@ -11,15 +11,19 @@ seeds). Float options vary within a batch: they are traced values in the program
 options size its arrays and loops (env counts, rollout lengths, epochs, minibatches), so a
 batch's trials share one value of each, drawn for its first trial: they vary between batches.
 After every logging interval each trial's mean return over its seeds goes to Optuna's pruner
-(`--pruner`); a pruned trial is masked out: it stops being reported, and the batch stops
-early once every trial of it is pruned (its runs go on computing inside the program until
-then: one compiled program cannot drop a lane). A trial's value is its mean final return.
+(`--pruner`). A trial ends complete (its value: its mean final return), pruned, or failed
+(a non-finite loss), and is told so at once. Where only float options are searched, its
+lanes then train the next trial asked, from a fresh start, in the same compiled program: the
+whole tune is one batch of `--batch` trials at a time, and a pruned trial's compute goes to
+a new trial. With integer options, the next trials need another program, so a pruned
+trial's lanes idle until its batch ends, and a batch stops once none of its trials is left.
 
 The study lives in `RUN_DIR/study.db` (SQLite; `optuna-dashboard sqlite:///RUN_DIR/study.db`),
-each batch's runs in `RUN_DIR/batch{K}/`. `--resume RUN_DIR` goes on after any stop, kill -9
-included: finished trials are kept, trials of the batch in flight are marked failed and asked
-again with the same values. The end prints the best configuration and writes
-`RUN_DIR/best.yaml`, which `purerl AGENT --config RUN_DIR/best.yaml` trains.
+each batch's config, trial numbers and timing in `RUN_DIR/batch{K}/`. `--resume RUN_DIR`
+goes on after any stop, kill -9 included: finished trials are kept, the trials in flight
+are marked failed and asked again with the same values. The end prints the best
+configuration and writes `RUN_DIR/best.yaml`, which `purerl AGENT --config
+RUN_DIR/best.yaml` trains.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 import typing
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from purerl.experiments.engine.features import Feature, Interval, seed_returns
+from purerl.core import EpisodeStats
+from purerl.experiments.engine.features import MetricFiles, seed_returns
 
 TUNE_FILE = "tune.json"  # The tune's own arguments, for --resume.
 STUDY_FILE = "study.db"
@@ -239,6 +245,11 @@ def tune(argv: list[str]) -> dict[str, Any]:
     name = saved["agent"]
     run, config, entry = _configs(name, saved["flags"])
     ranges = parse_search(saved["search"], config)
+    if run.normalize_rewards and "gamma" in [r.name for r in ranges]:
+        raise ValueError(
+            "--normalize-rewards scales rewards by returns discounted with one gamma, so "
+            "gamma cannot vary within a batch; search gamma without it."
+        )
     warmup = saved["prune_warmup"]
     pruner = make_pruner(saved["pruner"], run.num_logs // 4 if warmup is None else warmup)
     if run_dir is None:
@@ -251,7 +262,7 @@ def tune(argv: list[str]) -> dict[str, Any]:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        storage=f"sqlite:///{run_dir / STUDY_FILE}",
+        storage=_storage(run_dir / STUDY_FILE),
         study_name=f"{name}-{run.env}",
         direction="maximize",
         pruner=pruner,
@@ -264,8 +275,27 @@ def tune(argv: list[str]) -> dict[str, Any]:
     tuner = _Tuner(study, entry, run, config, ranges, run_dir)
     tuner.recover()
     while (left := saved["trials"] - tuner.finished()) > 0:
-        tuner.train_batch(min(saved["batch"], left))
+        tuner.train_batch(min(saved["batch"], left), left)
     return _finish(study, run, config, run_dir, name)
+
+
+def _storage(path: Path) -> Any:
+    """The study's SQLite database, in write-ahead-log mode without a disk sync per commit:
+    a tune commits each trial's report after every interval, and syncing each to disk cost
+    more than a second per hundred on a busy machine. A killed process loses nothing
+    committed this way (the operating system writes it); a power cut may lose the last
+    reports, as it may lose the runs themselves."""
+    import sqlite3
+
+    import optuna
+
+    def connect() -> sqlite3.Connection:
+        connection = sqlite3.connect(path, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    return optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"creator": connect})
 
 
 def _arguments(args: argparse.Namespace, flags: list[str]) -> tuple[dict[str, Any], Path | None]:
@@ -343,53 +373,13 @@ def _configs(name: str, flags: list[str]) -> tuple[Any, Any, Any]:
     return run, config, entry
 
 
-class _AllPruned(Exception):
-    """Every trial of a batch was pruned (or diverged): the batch stops."""
+@dataclasses.dataclass
+class _Slot:
+    """A trial training in a batch: its `--num-seeds` vmapped runs (lanes) and the episodes
+    of each logging interval since it took them."""
 
-
-class TrialReports(Feature):
-    """Reports each trial's mean return over its seeds after every logging interval to its
-    Optuna trial, at step `interval + 1`, and tells the study the trials the pruner stops
-    (pruned) or whose learner metrics became non-finite (failed). Such a trial is masked
-    out: no longer reported, its runs left to finish the compiled program. When none is
-    left, the batch stops.
-
-    Steps count logging intervals, not env steps, so trials whose integer options change
-    the env steps per update still meet the pruner at the same point of their run.
-    """
-
-    def __init__(self, study: Any, trials: list[Any], seeds: int):
-        self.study, self.trials, self.seeds = study, trials, seeds
-        self.live = list(range(len(trials)))
-
-    def on_interval(self, interval: Interval) -> None:
-        import optuna
-
-        returns = seed_returns(interval.output.episodes).reshape(len(self.trials), self.seeds)
-        finite = np.ones(returns.shape[0], bool)
-        for value in interval.output.metrics.values():
-            finite &= np.isfinite(value).all(0).reshape(returns.shape).all(1)
-        for i in list(self.live):
-            trial = self.trials[i]
-            if not finite[i]:  # Its loss diverged: a trial that failed, not a bad one.
-                trial.set_user_attr("diverged_in_interval", interval.index + 1)
-                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                self.live.remove(i)
-                print(f"  trial {trial.number}: diverged (non-finite loss), failed", flush=True)
-                continue
-            if np.isnan(returns[i]).all():  # No episode ended in this interval.
-                continue
-            trial.report(float(np.nanmean(returns[i])), interval.index + 1)
-            if trial.should_prune():
-                self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                self.live.remove(i)
-                print(
-                    f"  trial {trial.number}: pruned after interval {interval.index + 1} "
-                    f"(return {np.nanmean(returns[i]):.1f})",
-                    flush=True,
-                )
-        if not self.live:
-            raise _AllPruned
+    trial: Any
+    episodes: list[EpisodeStats] = dataclasses.field(default_factory=list)
 
 
 class _Tuner:
@@ -416,24 +406,11 @@ class _Tuner:
         return sum(t.state in done and t.number not in retried for t in trials)
 
     def recover(self) -> None:
-        """After a stop: tells the study the values of batches that finished without telling
-        it, then fails the trials still running (a batch killed in flight) and asks them
-        again with the same values."""
-        import optuna
-
-        running = {t.number for t in self._running()}
-        for batch_dir in sorted(self.run_dir.glob("batch*")):
-            path, numbers = batch_dir / "summary.json", self._numbers(batch_dir)
-            if not path.exists() or not running.intersection(numbers):
-                continue
-            values = _trial_values(json.loads(path.read_text()), len(numbers))
-            for number, value in zip(numbers, values, strict=True):
-                if number in running:
-                    _tell(self.study, number, value)
+        """After a stop: fails the trials still running (killed in flight) and asks them
+        again with the same values. Every trial that ended was told so as it ended."""
         for trial in self._running():
-            self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-            self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
             print(f"trial {trial.number} was in flight when the tune stopped: asked again")
+        self._again(self._running())
 
     def ask_batch(self, size: int) -> list[Any]:
         """Up to `size` trials that share the integer options of the first (trials queued
@@ -457,71 +434,190 @@ class _Tuner:
             trials.append(self.study.ask(self.distributions))
         return trials
 
-    def train_batch(self, size: int) -> None:
-        """Asks a batch of trials and trains it as one sweep program in `RUN_DIR/batch{K}`,
-        telling the study each trial's end: complete with its mean final return, pruned,
-        or failed."""
+    def checked(self, trials: list[Any], config: Any) -> list[Any]:
+        """`trials` that `config`'s own checks accept; the others failed with its message
+        (an integer combination it refuses)."""
         import optuna
-        from purerl.experiments.engine.sweep import Sweep
-        from purerl.experiments.engine.trainer import train
 
-        trials = []
-        for trial in self.ask_batch(size):
-            try:  # The agent config's own checks (an integer combination it refuses).
-                dataclasses.replace(self.config, **trial.params)
-                trials.append(trial)
+        accepted = []
+        for trial in trials:
+            try:
+                dataclasses.replace(config, **trial.params)
+                accepted.append(trial)
             except ValueError as e:
                 trial.set_user_attr("error", str(e))
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 print(f"trial {trial.number}: {e} (failed)", flush=True)
+        return accepted
+
+    def train_batch(self, size: int, left: int) -> None:
+        """Asks a batch of trials and trains it as one sweep program in `RUN_DIR/batch{K}`,
+        telling the study each trial's end as it comes: complete with its mean final
+        return, pruned, or failed.
+
+        Where no integer option is searched, a trial that ends leaves its lanes to the next
+        trial asked (fresh runs, its own float values, no compile), until `left` trials have
+        started: the batch is a pool of `size` trials at a time, and a pruned trial's
+        compute goes to a new one. Otherwise the next trials need other integer options,
+        another program: a pruned trial's lanes idle until the batch ends, and the batch
+        stops once none of its trials is left."""
+        from purerl.experiments.engine import rundir, trainee
+        from purerl.experiments.engine.build import build_loop
+        from purerl.experiments.engine.sweep import Sweep, with_values
+
+        asked = self.ask_batch(size)
+        trials = self.checked(asked, self.config)
         if not trials:
             return
         structure = {n: trials[0].params[n] for n in self.structural}
         config = dataclasses.replace(self.config, **structure)
-        sweep = ()
+        to_ask = 0 if self.structural or not self.floats else left - len(asked)
+        sweep, run = None, dataclasses.replace(self.run, checkpoint_every=0)
         if self.floats:
-            points = [tuple(t.params[n] for n in self.floats) for t in trials]
-            sweep = Sweep.from_points(self.floats, points, config).entries()
+            sweep = Sweep.from_points(self.floats, [self._point(t) for t in trials], config)
+            run = dataclasses.replace(run, sweep=sweep.entries())
         batch_dir = self.run_dir / f"batch{len(list(self.run_dir.glob('batch*')))}"
         batch_dir.mkdir(parents=True)
-        numbers = [t.number for t in trials]
-        (batch_dir / "trials.json").write_text(json.dumps(numbers))
+        run = dataclasses.replace(run, run_dir=str(batch_dir))
+        who = trainee.registered(self.entry, config)
+        rundir.write_config(batch_dir, run, who.record, config)
+        started = [t.number for t in trials]
+        (batch_dir / "trials.json").write_text(json.dumps(started))
         shared = "".join(f", {n}={v}" for n, v in structure.items())
-        print(f"tune {batch_dir.name}: trials {', '.join(map(str, numbers))}{shared}", flush=True)
-        run = dataclasses.replace(self.run, run_dir=str(batch_dir), sweep=sweep, checkpoint_every=0)
-        reports = TrialReports(self.study, trials, run.num_seeds)
+        print(f"tune {batch_dir.name}: trials {', '.join(map(str, started))}{shared}", flush=True)
+
+        entry, swept = self.entry, None
+        if sweep is not None:
+            names = sweep.names
+            swept = (
+                sweep,
+                lambda context: lambda row: entry.recipe(with_values(config, names, row), context),
+            )
+        slots: list[_Slot | None] = [_Slot(t) for t in trials]
         try:
-            result = train(self.entry, run, config, [reports])
-        except _AllPruned:
-            return
+            built = build_loop(run, who.build, swept)
         except ValueError as e:
             if not structure:
                 raise
-            # The agent refused these integer options (e.g. its env count on these devices).
-            for i in reports.live:
-                trials[i].set_user_attr("error", str(e))
-                self.study.tell(trials[i], state=optuna.trial.TrialState.FAIL)
-            print(f"{batch_dir.name} failed: {e}", flush=True)
+            self._refused([s.trial for s in slots if s], batch_dir, e)
             return
-        except FloatingPointError:  # A trial diverged: the others train again elsewhere.
-            self._again([trials[i] for i in reports.live])
-            return
+        loop, seeds, intervals = built.loop, run.num_seeds, built.plan.num_intervals
+        values = sweep.values(seeds) if sweep is not None else np.zeros((0, 0))
+        timing = {"compile_seconds": time.perf_counter(), "train_seconds": 0.0, "intervals": 0}
+        try:
+            runner = self._compile(loop, batch_dir)
+            timing["compile_seconds"] = time.perf_counter() - timing["compile_seconds"]
+            while any(slots):
+                t = time.perf_counter()
+                runner, output = loop.step(runner)
+                timing["train_seconds"] += time.perf_counter() - t
+                timing["intervals"] += 1
+                lanes = [slice(c * seeds, (c + 1) * seeds) for c in range(len(slots))]
+                ended = [
+                    c
+                    for c, slot in enumerate(slots)
+                    if slot and self._interval(slot, output, lanes[c], intervals)
+                ]
+                refills = np.zeros(len(slots) * seeds, bool)
+                for c in ended:
+                    old, slots[c] = slots[c], None
+                    while to_ask and slots[c] is None:  # A trial the config refuses fails.
+                        to_ask -= 1
+                        new = self.checked([self.study.ask(self.distributions)], config)
+                        if new:
+                            slots[c] = _Slot(new[0])
+                            values[lanes[c]] = self._point(new[0])
+                            refills[lanes[c]] = True
+                            started.append(new[0].number)
+                            print(
+                                f"  trial {new[0].number} takes trial {old.trial.number}'s lanes",
+                                flush=True,
+                            )
+                if refills.any():
+                    runner = loop.restart_runs(runner, refills, values)
+                    (batch_dir / "trials.json").write_text(json.dumps(started))
+            (batch_dir / "timing.json").write_text(json.dumps(timing))
+        except ValueError as e:
+            if not structure:
+                raise
+            self._refused([s.trial for s in slots if s], batch_dir, e)
         except KeyboardInterrupt:
-            self._again([trials[i] for i in reports.live])
+            self._again([s.trial for s in slots if s])
             raise KeyboardInterrupt(
                 f"stopped in {batch_dir.name}; its unfinished trials are asked again when you "
                 f"continue with purerl tune --resume {self.run_dir}"
             ) from None
-        values = _trial_values(result.summary, len(trials))
-        for i in reports.live:
-            _tell(self.study, trials[i].number, values[i])
+        finally:
+            loop.close()
+
+    def _point(self, trial: Any) -> tuple[float, ...]:
+        return tuple(trial.params[n] for n in self.floats)
+
+    def _compile(self, loop: Any, batch_dir: Path) -> Any:
+        """The batch's initial runner, its programs compiled."""
+        import jax
+
+        t0 = time.perf_counter()
+        try:
+            runner = loop.init()
+        except (jax.errors.TracerBoolConversionError, jax.errors.ConcretizationTypeError) as e:
+            raise ValueError(
+                f"purerl tune: {self.entry.name} decides its program's control flow or shapes "
+                f"by one of {', '.join(self.floats)}, so they cannot vary within a batch; give "
+                "such an option as a flag, not in --search."
+            ) from e
+        if not self.run.quiet:
+            print(f"  {batch_dir.name} compiled in {time.perf_counter() - t0:.1f}s", flush=True)
+        return runner
+
+    def _interval(self, slot: _Slot, output: Any, lanes: slice, intervals: int) -> bool:
+        """Tells `slot`'s trial of one interval of its runs (`lanes`): its mean return over
+        its seeds to the pruner, and its end (failed where its loss diverged, complete
+        after its last interval, or pruned). Whether it ended."""
+        import optuna
+
+        trial = slot.trial
+        slot.episodes.append(EpisodeStats(*(x[:, lanes] for x in output.episodes)))
+        step = len(slot.episodes)  # Steps count intervals, not env steps.
+        if not all(np.isfinite(v[:, lanes]).all() for v in output.metrics.values()):
+            trial.set_user_attr("diverged_in_interval", step)
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            print(f"  trial {trial.number}: diverged (non-finite loss), failed", flush=True)
+            return True
+        returns = seed_returns(slot.episodes[-1])
+        if not np.isnan(returns).all():
+            trial.report(float(np.nanmean(returns)), step)
+        if step == intervals:
+            value = _final_return(slot.episodes)
+            _tell(self.study, trial.number, value)
+            print(f"  trial {trial.number}: mean final return {value:.1f}", flush=True)
+            return True
+        if np.isnan(returns).all() or not trial.should_prune():
+            return False
+        self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        print(
+            f"  trial {trial.number}: pruned after interval {step} (return "
+            f"{np.nanmean(returns):.1f})",
+            flush=True,
+        )
+        return True
+
+    def _refused(self, trials: list[Any], batch_dir: Path, error: ValueError) -> None:
+        """Fails `trials`, whose integer options the agent refused (e.g. its env count on
+        these devices)."""
+        import optuna
+
+        for trial in trials:
+            trial.set_user_attr("error", str(error))
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        print(f"{batch_dir.name} failed: {error}", flush=True)
 
     def _again(self, trials: list[Any]) -> None:
         """Fails `trials` (stopped before their end) and queues them to be asked again."""
         import optuna
 
         for trial in trials:
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
             self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
 
     def _running(self) -> list[Any]:
@@ -529,17 +625,14 @@ class _Tuner:
 
         return self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
 
-    @staticmethod
-    def _numbers(batch_dir: Path) -> list[int]:
-        path = batch_dir / "trials.json"
-        return json.loads(path.read_text()) if path.exists() else []
 
-
-def _trial_values(summary: dict[str, Any], trials: int) -> list[float]:
-    """Each trial's mean final return over its seeds (the runs are configuration-major)."""
-    final = np.asarray(summary["final_return"], np.float64).reshape(trials, -1)
-    with np.errstate(all="ignore"):
-        return [float(np.nanmean(row)) if np.isfinite(row).any() else float("nan") for row in final]
+def _final_return(episodes: list[EpisodeStats]) -> float:
+    """A trial's mean final return over its seeds: each seed's as a run's summary has it
+    (the episodes of its last 10% of updates); NaN where no episode ended."""
+    files = MetricFiles(None)
+    files.episodes = episodes
+    final = files.final_return()
+    return float(np.nanmean(final)) if np.isfinite(final).any() else float("nan")
 
 
 def _tell(study: Any, number: int, value: float) -> None:

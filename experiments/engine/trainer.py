@@ -13,7 +13,7 @@ import dataclasses
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,13 +78,12 @@ class TrainResult(Mapping):
         return jax.tree.map(lambda x: x[seed_index], self.agent_states)
 
 
-def train(entry: Any, run: RunConfig, config: Any, features: Sequence[Feature] = ()) -> TrainResult:
+def train(entry: Any, run: RunConfig, config: Any) -> TrainResult:
     """Trains the registered agent `entry` with `config` (and `run.sweep`'s grid of its
-    options, if any, vmapped in one program on the device loop). `features` are told of
-    every logging interval before the run's own (a tuner's intermediate reports)."""
+    options, if any, vmapped in one program on the device loop)."""
     who = trainee.registered(entry, config)
     if not run.sweep:
-        return train_trainee(who, run, features=features)
+        return train_trainee(who, run)
     grid = parse_sweep(run.sweep, config)
     if run.normalize_rewards and "gamma" in grid.names:
         raise ValueError(
@@ -95,7 +94,7 @@ def train(entry: Any, run: RunConfig, config: Any, features: Sequence[Feature] =
     def swept(context: Any) -> Any:
         return lambda row: entry.recipe(with_values(config, grid.names, row), context)
 
-    return train_trainee(who, run, (grid, swept), features)
+    return train_trainee(who, run, (grid, swept))
 
 
 def train_agent(
@@ -187,13 +186,11 @@ def train_trainee(
     who: trainee.Trainee,
     run: RunConfig,
     sweep: tuple[Sweep, Any] | None = None,
-    features: Sequence[Feature] = (),
 ) -> TrainResult:
-    """Trains `who` on the loop `run.env` needs; `features` are told of every interval
-    before the run's own."""
+    """Trains `who` on the loop `run.env` needs."""
     built = build_loop(run, who.build, sweep)
     try:
-        return _Run(who, run, built, sweep[0] if sweep else None, features).train()
+        return _Run(who, run, built, sweep[0] if sweep else None).train()
     finally:
         built.loop.close()
 
@@ -207,9 +204,8 @@ class _Run:
         run: RunConfig,
         built: Built,
         sweep: Sweep | None,
-        extra: Sequence[Feature] = (),
     ):
-        self.who, self.run, self.built, self.sweep, self.extra = who, run, built, sweep, extra
+        self.who, self.run, self.built, self.sweep = who, run, built, sweep
         self.loop, self.plan = built.loop, built.plan
         self.primary = distributed.is_primary()  # Process 0 alone writes the run directory.
         self.timing = summary.Timing()
@@ -324,9 +320,6 @@ class _Run:
             run_dir, run, self.plan.total_steps, stop, self.host_state, self.checkpoints
         )
         features += [self.evaluation, self.saver, stop]  # Ctrl-C stops once it is saved.
-        # A caller's features see each interval first: a tuner masks out a diverged trial
-        # before the non-finite check stops the batch it trains in.
-        features = [*self.extra, *features]
         self.features_list = features
         if run.resume:
             for f in features:
