@@ -11,6 +11,7 @@ bounds before the env sees them. The unclipped sample is kept in the rollout's e
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -385,6 +386,29 @@ def legal_policy(forward: Callable[..., Any]) -> Callable[..., Any]:
     return masked
 
 
+def permutations(key: jax.Array, count: int, size: int) -> jax.Array:
+    """`count` independent, uniformly random permutations of `range(size)`, `[count, size]`
+    int32: JAX's shuffle (rounds of sorting by random keys, ties kept in the order of the
+    round before), with each element's position packed into the low bits of its 32-bit
+    key, so each round is one sort of one uint32 array. XLA's CPU sort takes a plain array
+    with its own fast comparison, where the key-value sort of `jax.random.permutation`
+    calls a compiled comparator per comparison (several times slower at PPO's sizes).
+    Enough rounds that a tie in every round is as unlikely as JAX's own criterion wants."""
+    index_bits = max(1, (size - 1).bit_length())
+    if index_bits > 16:  # Too few random bits left in each key: JAX's own shuffle.
+        return jax.vmap(lambda k: jax.random.permutation(k, size))(jax.random.split(key, count))
+    random_bits = 32 - index_bits
+    rounds = max(1, math.ceil(3 * math.log(size) / (random_bits * math.log(2))))
+    position = jnp.arange(size, dtype=jnp.uint32)
+    low = jnp.uint32(2**index_bits - 1)
+    bits = jax.random.bits(key, (rounds, count, size), jnp.uint32)  # One draw for all rounds.
+    perm = None
+    for round_bits in bits:
+        order = jnp.sort((round_bits & ~low) | position, axis=-1) & low
+        perm = order if perm is None else jnp.take_along_axis(perm, order, axis=-1)
+    return perm.astype(jnp.int32)
+
+
 def _minibatches(x: jax.Array, perm: jax.Array, num: int, axis: int) -> jax.Array:
     """`x` shuffled by `perm` along `axis` and cut into `num` minibatches, stacked first."""
     x = jnp.take(x, perm, axis=axis)
@@ -563,15 +587,15 @@ def make(
             )
             return apply_gradients(grads, opt_state, params, tx, axis_name), info
 
-        def epoch(carry, key):
-            perm = jax.random.permutation(key, size)
+        def epoch(carry, perm):
             shuffled = jax.tree.map(
                 lambda x: _minibatches(x, perm, config.num_minibatches, batch_axis), data
             )
             return jax.lax.scan(minibatch_step, carry, shuffled)
 
-        keys = jax.random.split(key, config.update_epochs)
-        (params, opt_state), info = jax.lax.scan(epoch, (state.params, state.opt_state), keys)
+        # Every epoch's shuffle in one draw before the loop.
+        perms = permutations(key, config.update_epochs, size)
+        (params, opt_state), info = jax.lax.scan(epoch, (state.params, state.opt_state), perms)
         metrics = jax.tree.map(jnp.mean, info)
         metrics["value_mean"] = jnp.mean(batch.extras["value"])
         new_state = state.replace(params=params, opt_state=opt_state, steps=state.steps + 1)

@@ -10,6 +10,8 @@ averaged with `pmean` over `DEVICE_AXIS`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import gymnasium
@@ -65,8 +67,8 @@ def rollout(
     """
     num_envs = jax.tree.leaves(runner.obs)[0].shape[0]
 
-    def step(r: Runner, _: None) -> tuple[Runner, tuple[Transition, EpisodeStats]]:
-        key, act_key, env_key = jax.random.split(r.key, 3)
+    def step(r: Runner, keys: jax.Array) -> tuple[Runner, tuple[Transition, EpisodeStats]]:
+        act_key, env_key = keys
         action, carry, extras = agent.act(r.agent_state, r.carry, r.obs, act_key)
         if schedule.warmup_steps > 0:
             random = random_actions(action_space, jax.random.fold_in(act_key, 1), num_envs)
@@ -96,14 +98,45 @@ def rollout(
             obs=obs,
             carry=carry,
             steps=r.steps + steps_per_env_step,
-            key=key,
         )
         return r, (transition, stats)
 
-    runner, (trajectory, stats) = jax.lax.scan(step, runner, None, length=schedule.rollout_length)
+    # Every step's keys in one draw before the loop, not a split in each step: one draw fewer
+    # per step, in the loop where the kernels of each draw add up.
+    key, rollout_key = jax.random.split(runner.key)
+    keys = jax.random.split(rollout_key, (schedule.rollout_length, 2))
+    runner, (trajectory, stats) = jax.lax.scan(step, runner._replace(key=key), keys)
     # One collective for the three sums (each is a round trip between devices).
     stats = EpisodeStats(*jax.lax.psum(jnp.stack([jnp.sum(x) for x in stats]), DEVICE_AXIS))
     return runner, trajectory, stats
+
+
+@contextlib.contextmanager
+def unrolled_threefry() -> Iterator[None]:
+    """Programs lowered inside draw their random bits with JAX's unrolled lowering of the
+    threefry generator on a CPU too (a GPU's already), not the CPU's default loop of 5
+    rounds; the bits are the same. On a CPU every draw or key split is then a few fused
+    kernels where it was a loop of 85, and the device loop draws several per env step
+    (`purerl benchmark --profile` prints the kernels and time per update). The CPU's rule
+    is put back on the way out, so programs lowered elsewhere are as JAX makes them (a
+    function JAX lowered before keeps the lowering it cached). This uses JAX's internal
+    lowering registry (`jax._src`); where that has moved, programs lower with the default
+    rule."""
+    try:
+        from jax._src.interpreters import mlir
+        from jax._src.random import threefry2x32 as threefry
+
+        rolled = threefry._threefry2x32_cpu_lowering_rule
+        unrolled = threefry._threefry2x32_lowering_rule
+        primitive = threefry.threefry2x32_p
+    except (ImportError, AttributeError):  # Another JAX: its default lowering.
+        yield
+        return
+    mlir.register_lowering(primitive, unrolled, platform="cpu", inline=False)
+    try:
+        yield
+    finally:
+        mlir.register_lowering(primitive, rolled, platform="cpu")
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:
@@ -326,8 +359,34 @@ class DeviceLoop:
         init = self._init.lower(keys, self._values).compile(compiler_options=options)
         # Init finishes before the step compiles, so the two never compete for the cores.
         runner = jax.block_until_ready(init(keys, self._values))
-        self._step = self._step_fn.lower(runner, self._values).compile()
+        with unrolled_threefry():
+            lowered = self._step_fn.lower(runner, self._values)
+        self._step = lowered.compile()
+        self._fresh = lambda: init(keys, self._values)  # For `restart_runs`.
+        self._pick: Any = None  # Compiled by its first call.
         return runner
+
+    def restart_runs(self, runner: Runner, runs: np.ndarray, values: np.ndarray) -> Runner:
+        """`runner` with the vmapped runs where `runs` (`[runs]` bools) is true started
+        afresh, from their seeds' initial state, with the swept values `values` (`[runs, H]`,
+        every run's, from now on); the other runs go on where they are. Only the first call
+        compiles (a small program that picks each run's state): a tuner gives a finished
+        trial's lanes to a new trial this way."""
+        self._values = jax.device_put(np.asarray(values, np.float32), self._values.sharding)
+        if self._pick is None:
+            # Spread runs lie over [devices, runs per device]; otherwise every device holds
+            # each run's own share of the envs along [devices, runs].
+            def pick(runs: jax.Array, fresh: Runner, old: Runner) -> Runner:
+                def one(new: jax.Array, kept: jax.Array) -> jax.Array:
+                    shape = kept.shape[:2]
+                    lanes = runs.reshape(shape) if self.spread else jnp.broadcast_to(runs, shape)
+                    return jnp.where(lanes.reshape(lanes.shape + (1,) * (kept.ndim - 2)), new, kept)
+
+                return jax.tree.map(one, fresh, old)
+
+            shardings = jax.tree.map(lambda x: x.sharding, runner)
+            self._pick = jax.jit(pick, out_shardings=shardings, donate_argnums=2)
+        return self._pick(jnp.asarray(runs, bool), self._fresh(), runner)
 
     def step(self, runner: Runner) -> tuple[Runner, IntervalOutput]:
         """One logging interval; its outputs are `[updates, seeds]`."""

@@ -315,6 +315,51 @@ def test_bad_config_is_a_clear_error():
         ppo.PPOConfig(torso="lstm", num_envs=6, num_minibatches=4)
 
 
+@pytest.mark.parametrize("size", [1, 4, 500, 70_000])  # 70,000: JAX's own shuffle.
+def test_permutations_are_permutations_a_function_of_the_key(size):
+    perms = np.asarray(ppo.permutations(jax.random.PRNGKey(0), 3, size))
+    assert perms.shape == (3, size) and perms.dtype == np.int32
+    for row in perms:
+        np.testing.assert_array_equal(np.sort(row), np.arange(size))
+    np.testing.assert_array_equal(perms, ppo.permutations(jax.random.PRNGKey(0), 3, size))
+    if size > 4:
+        assert not np.array_equal(perms[0], perms[1])
+
+
+def test_permutations_put_each_element_anywhere_equally_often():
+    draws = 24_000
+    perms = np.asarray(ppo.permutations(jax.random.PRNGKey(1), draws, 4))
+    # Each element's position: 1/4 each, within 6 standard deviations (about 0.017).
+    freq = np.stack([(perms == i).mean(0) for i in range(4)])
+    np.testing.assert_allclose(freq, 0.25, atol=0.017)
+    # All 24 orders occur, each about 1/24 of the time.
+    _, counts = np.unique(perms @ (4 ** np.arange(4)), return_counts=True)
+    assert counts.size == 24
+    np.testing.assert_allclose(counts / draws, 1 / 24, atol=0.008)
+
+
+def test_unrolled_threefry_draws_the_same_bits_without_a_loop():
+    from purerl.experiments.engine.anakin import unrolled_threefry
+
+    def lower(key):  # A new function each time: JAX caches a function's lowering.
+        def draw(key):
+            a, b = jax.random.split(key)
+            return jax.random.bits(a, (5,)), jax.random.uniform(b, (3, 2))
+
+        return jax.jit(draw).lower(key)
+
+    key = jax.random.PRNGKey(7)
+    default = lower(key)
+    with unrolled_threefry():
+        unrolled = lower(key)
+    after = lower(key)  # The CPU's own rule is back.
+    chex.assert_trees_all_equal(default.compile()(key), unrolled.compile()(key))
+    if jax.default_backend() == "cpu":
+        assert "while" in default.compile().as_text()
+        assert "while" not in unrolled.compile().as_text()
+        assert "while" in after.compile().as_text()
+
+
 def test_four_devices_learn_like_one_on_the_same_global_batch():
     # One minibatch per epoch: each device's shuffle then covers the same global set.
     config = ppo.PPOConfig(
