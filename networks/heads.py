@@ -286,7 +286,10 @@ class TwinQ(nn.Module):
     """Independent Q-functions of (observation, action): `-> q[num_critics, ...]`; two by
     default (Fujimoto et al., 2018's clipped double Q; SAC's and TD3's twin critics), one
     for DDPG. Each is an MLP over the concatenation; they are one `nn.vmap`ped ensemble,
-    so each layer is one batched matmul for all."""
+    so each layer is one batched matmul for all. Every critic gets its own copy of the input
+    `[num_critics, ...]`: from one shared input, XLA fuses the first layers into one matmul
+    whose output it must then transpose, member axis first, for every later layer (and back
+    for the gradients), and those transposes cost more than the copy on a CPU."""
 
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
@@ -301,11 +304,12 @@ class TwinQ(nn.Module):
         if self.num_obs_dims != 1:
             obs = obs.reshape(obs.shape[: obs.ndim - self.num_obs_dims] + (-1,))
         x = jnp.concatenate([obs, action.astype(jnp.float32)], axis=-1)
+        x = jnp.broadcast_to(x, (self.num_critics,) + x.shape)
         ensemble = nn.vmap(
             _QFunction,
             variable_axes={"params": 0},
             split_rngs={"params": True},
-            in_axes=None,
+            in_axes=0,
             out_axes=0,
             axis_size=self.num_critics,
         )

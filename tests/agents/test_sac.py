@@ -39,6 +39,37 @@ def test_actor_loss_by_hand():
     np.testing.assert_allclose(sac.actor_loss(q, log_prob, jnp.asarray(0.2)), -2.0, rtol=1e-6)
 
 
+def test_twin_critics_equal_separate_networks_in_outputs_and_gradients():
+    from purerl.networks import MLP, TwinQ
+
+    critic = TwinQ((16, 8), "silu", kernel_init="lecun_normal")
+    obs = jax.random.normal(jax.random.PRNGKey(0), (7, 3))
+    action = jax.random.uniform(jax.random.PRNGKey(2), (7, 1), minval=-1.0, maxval=1.0)
+    params = critic.init(jax.random.PRNGKey(1), obs, action)
+
+    def separate(params, action):
+        """Each critic as its own MLP and output layer, on its slice of the parameters."""
+        x = jnp.concatenate([obs, action], axis=-1)
+        qs = []
+        for i in range(2):
+            member = jax.tree.map(lambda p, i=i: p[i], params["params"]["Vmap_QFunction_0"])
+            mlp = MLP((16, 8), "silu", kernel_init="lecun_normal")
+            features = mlp.apply({"params": member["MLP_0"]}, x)
+            qs.append(features @ member["Dense_0"]["kernel"][:, 0] + member["Dense_0"]["bias"][0])
+        return jnp.stack(qs)
+
+    stacked = lambda p, a: critic.apply(p, obs, a)  # noqa: E731
+    np.testing.assert_allclose(stacked(params, action), separate(params, action), atol=1e-5)
+
+    def loss(fn):
+        return lambda p, a: jnp.sum(jnp.sin(fn(p, a)))
+
+    # With respect to the parameters (the critics' loss) and the action (the policy's).
+    grads = jax.grad(loss(stacked), argnums=(0, 1))(params, action)
+    expected = jax.grad(loss(separate), argnums=(0, 1))(params, action)
+    chex.assert_trees_all_close(grads, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_temperature_loss_moves_alpha_toward_the_target_entropy():
     grad = jax.grad(sac.alpha_loss)
     # Entropy 0.5 (log-prob -0.5) below a target of 1: the loss falls as alpha grows.

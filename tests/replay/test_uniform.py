@@ -44,6 +44,19 @@ def test_sample_draws_only_written_items_with_batch_shape_and_unit_weights():
     np.testing.assert_array_equal(batch.weights, 1.0)
 
 
+def test_sample_is_uniform_over_the_stored_items_after_wrapping():
+    buffer = uniform_replay(capacity=9, batch_size=9)
+    state = buffer.init(rollout(0))
+    for start in range(0, 15, 3):  # 15 items into 9 slots: 6 to 14 remain.
+        state = buffer.add(state, rollout(start))
+    keys = jax.random.split(jax.random.PRNGKey(0), 2000)
+    actions = jax.vmap(lambda k: buffer.sample(state, k).items["action"])(keys)
+    counts = np.bincount(np.asarray(actions).ravel(), minlength=15)
+    assert counts[:6].sum() == 0  # Overwritten.
+    expected = actions.size / 9
+    np.testing.assert_allclose(counts[6:], expected, rtol=0.1)
+
+
 def test_same_key_same_sample_different_key_different_sample():
     buffer = uniform_replay(capacity=99, batch_size=32)
     state = buffer.init(rollout(0))
