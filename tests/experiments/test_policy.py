@@ -120,10 +120,11 @@ def test_enjoy_reports_episode_returns(run_dir):
     assert out.returncode == 0, out.stderr
     assert "ppo on CartPole-v1" in out.stdout and "over 3 episodes" in out.stdout
     # CartPole's lengths are its returns (a reward of 1 a step); 500 steps is its time limit.
+    # The mean return is printed to 2 decimals, the mean length to 1.
     returns = float(out.stdout.split("return ")[1].split()[0])
     length = float(out.stdout.split("length ")[1].split()[0])
     cut = int(out.stdout.split("), ")[-1].split()[0])
-    assert length == pytest.approx(returns) and (cut == 3) == (length == 500.0)
+    assert length == pytest.approx(returns, abs=0.051) and (cut == 3) == (length == 500.0)
 
 
 def test_env_params_reach_training_resume_and_the_saved_policy(tmp_path, capsys):
