@@ -150,7 +150,9 @@ def make(
     def loss(
         params: Any, network: ActorCritic, batch: Transition, masked: bool
     ) -> tuple[jax.Array, Metrics]:
-        forward = lambda p, b: network.apply(p, b.obs)  # noqa: E731
+        def forward(p: Any, b: Transition) -> Any:
+            return network.apply(p, b.obs)
+
         pi, v_tm1 = (legal_policy(forward) if masked else forward)(params, batch)
         v_t = jax.lax.stop_gradient(network.apply(params, batch.next_obs, method=ActorCritic.value))
         log_prob = pi.log_prob(batch.extras.get(RAW_ACTION, batch.action))

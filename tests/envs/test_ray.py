@@ -255,18 +255,25 @@ def test_actors_on_workers_need_ray_envs_and_keep_no_reward_statistics():
         RunConfig(env=CARTPOLE, host_envs="ray", actors_on_workers=True, normalize_rewards=True)
 
 
-@pytest.mark.parametrize("on_workers", [False, True], ids=["thread acts", "workers act"])
-def test_the_rollout_in_flight_is_dropped_whole_when_a_worker_dies(
-    two_nodes, monkeypatch, on_workers
-):
+def ppo_ray_loop(actors_on_workers: bool):
+    """The host loop of a small PPO on 4 CartPole envs in 2 Ray workers, built, not started."""
     from purerl.agents import registry
     from purerl.experiments.engine.build import build_loop
     from purerl.experiments.engine.config import RunConfig
 
     entry = registry.get("ppo")
     config = entry.config_class()(num_envs=4, num_steps=16, num_minibatches=2)
-    run = RunConfig(env=CARTPOLE, host_envs="ray", num_devices=1, actors_on_workers=on_workers)
-    loop = build_loop(run, lambda c: entry.recipe(config, c)).loop
+    run = RunConfig(
+        env=CARTPOLE, host_envs="ray", num_devices=1, actors_on_workers=actors_on_workers
+    )
+    return build_loop(run, lambda c: entry.recipe(config, c)).loop
+
+
+@pytest.mark.parametrize("on_workers", [False, True], ids=["thread acts", "workers act"])
+def test_the_rollout_in_flight_is_dropped_whole_when_a_worker_dies(
+    two_nodes, monkeypatch, on_workers
+):
+    loop = ppo_ray_loop(on_workers)
     vec = loop.env
     step_envs, call = vec._step_envs, vec.call
 
@@ -309,14 +316,7 @@ def test_the_rollout_in_flight_is_dropped_whole_when_a_worker_dies(
 def test_a_worker_lost_while_compiling_its_act_is_made_afresh_and_acts(
     two_nodes, monkeypatch, capsys
 ):
-    from purerl.agents import registry
-    from purerl.experiments.engine.build import build_loop
-    from purerl.experiments.engine.config import RunConfig
-
-    entry = registry.get("ppo")
-    config = entry.config_class()(num_envs=4, num_steps=16, num_minibatches=2)
-    run = RunConfig(env=CARTPOLE, host_envs="ray", num_devices=1, actors_on_workers=True)
-    loop = build_loop(run, lambda c: entry.recipe(config, c)).loop
+    loop = ppo_ray_loop(actors_on_workers=True)
     vec = loop.env
     call = vec.call
 

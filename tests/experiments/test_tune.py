@@ -111,23 +111,25 @@ PRUNE += ["2", "--update-epochs", "2", "--total-timesteps", "24576", "--num-seed
 PRUNE += ["--num-devices", "1", "--num-logs", "6", "--quiet", "--no-plot"]
 
 
-def test_the_pruner_masks_out_a_hopeless_trial_and_a_batch_of_them_stops(tmp_path):
-    def tune_with(run_dir, pruner, rates):
-        # Trials queued with Optuna's own API before the start are asked first.
-        run_dir.mkdir()
-        study = optuna.create_study(
-            storage=f"sqlite:///{run_dir / 'study.db'}", study_name=STUDY, direction="maximize"
-        )
-        for rate in rates:
-            study.enqueue_trial({"learning_rate": rate})
-        search = ["--search", "learning_rate=log:1e-8:1e-2", "--trials", "2", "--batch", "2"]
-        tune.tune(["ppo", *search, "--pruner", pruner, "--prune-warmup", "3", *PRUNE,
-                   "--run-dir", str(run_dir)])  # fmt: skip
-        return load(run_dir)
+def tune_with(run_dir, rates, trials, pruner="threshold:40"):
+    """A tune of PPO's learning rate whose first trials are `rates`, queued with Optuna's own
+    API before the start (they are asked first), two trials at a time; its study."""
+    run_dir.mkdir()
+    study = optuna.create_study(
+        storage=f"sqlite:///{run_dir / 'study.db'}", study_name=STUDY, direction="maximize"
+    )
+    for rate in rates:
+        study.enqueue_trial({"learning_rate": rate})
+    search = ["--search", "learning_rate=log:1e-8:1e-2", "--trials", str(trials)]
+    tune.tune(["ppo", *search, "--batch", "2", "--pruner", pruner, "--prune-warmup", "3",
+               *PRUNE, "--run-dir", str(run_dir)])  # fmt: skip
+    return load(run_dir)
 
+
+def test_the_pruner_masks_out_a_hopeless_trial_and_a_batch_of_them_stops(tmp_path):
     # A learning rate of 1e-8 leaves the policy at its random start (returns near 22); 3e-3
     # learns well past 40 by the fourth of six intervals on every seed.
-    study = tune_with(tmp_path / "a", "threshold:40", [3e-3, 1e-8])
+    study = tune_with(tmp_path / "a", [3e-3, 1e-8], 2)
     assert numbers(study, States.COMPLETE) == [0] and numbers(study, States.PRUNED) == [1]
     hopeless = study.trials[1]
     assert min(hopeless.intermediate_values) == 1 and max(hopeless.intermediate_values) == 3
@@ -136,25 +138,13 @@ def test_the_pruner_masks_out_a_hopeless_trial_and_a_batch_of_them_stops(tmp_pat
 
     # With every trial of the batch pruned, the batch stops at once.
     with pytest.raises(ValueError, match="no trial of .* finished with a return"):
-        tune_with(tmp_path / "b", "threshold:1e9", [3e-3, 1e-8])
+        tune_with(tmp_path / "b", [3e-3, 1e-8], 2, pruner="threshold:1e9")
     study = load(tmp_path / "b")
     assert numbers(study, States.PRUNED) == [0, 1]
     assert all(max(t.intermediate_values) == 3 for t in study.trials)
 
 
 def test_a_pruned_trials_lanes_train_the_next_trial_from_a_fresh_start(tmp_path):
-    def tune_with(run_dir, rates, trials):
-        run_dir.mkdir()
-        study = optuna.create_study(
-            storage=f"sqlite:///{run_dir / 'study.db'}", study_name=STUDY, direction="maximize"
-        )
-        for rate in rates:
-            study.enqueue_trial({"learning_rate": rate})
-        search = ["--search", "learning_rate=log:1e-8:1e-2", "--trials", str(trials)]
-        tune.tune(["ppo", *search, "--batch", "2", "--pruner", "threshold:40", "--prune-warmup",
-                   "3", *PRUNE, "--run-dir", str(run_dir)])  # fmt: skip
-        return load(run_dir)
-
     # 1e-8 is pruned after interval 3 of 6; 2e-3 takes its lanes in the running program.
     study = tune_with(tmp_path / "a", [3e-3, 1e-8, 2e-3], 3)
     assert numbers(study, States.COMPLETE) == [0, 2] and numbers(study, States.PRUNED) == [1]
