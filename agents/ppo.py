@@ -492,10 +492,21 @@ def actor_critic(
             pi = distrax.Categorical(logits=mask_illegal(pi.logits, obs, True))
         if deterministic:
             return pi.mode().astype(jnp.int32), carry, {}
-        action = pi.sample(seed=key)
-        return action.astype(jnp.int32), carry, {"log_prob": pi.log_prob(action), "value": value}
+        action, log_prob = sample_categorical(pi, key)
+        return action, carry, {"log_prob": log_prob, "value": value}
 
     return init, act, initial_carry
+
+
+def sample_categorical(pi: distrax.Categorical, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The action `pi.sample(seed=key)` draws (the same one for the same key) and its
+    log-probability, without distrax's check that the probabilities are finite, which is
+    three more kernels in every env step of a rollout; logits that are not finite surface as
+    a NaN loss (the run stops with an error that says so), not as action -1."""
+    logits = pi.logits  # distrax's, normalised: what its sampling draws from.
+    action = jax.random.categorical(key, logits, shape=(1,) + logits.shape[:-1])[0]
+    log_prob = jnp.take_along_axis(logits, action[..., None], axis=-1)[..., 0]
+    return action.astype(jnp.int32), log_prob
 
 
 def make(

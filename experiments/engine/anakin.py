@@ -38,6 +38,7 @@ from purerl.experiments.engine.loop import (
     Evaluate,
     IntervalOutput,
     Runner,
+    compile_program,
     make_learner,
     place_like,
     trajectory_example,
@@ -67,7 +68,7 @@ def rollout(
     """
     num_envs = jax.tree.leaves(runner.obs)[0].shape[0]
 
-    def step(r: Runner, keys: jax.Array) -> tuple[Runner, tuple[Transition, EpisodeStats]]:
+    def step(r: Runner, keys: jax.Array) -> tuple[Runner, tuple[Transition, jax.Array]]:
         act_key, env_key = keys
         action, carry, extras = agent.act(r.agent_state, r.carry, r.obs, act_key)
         if schedule.warmup_steps > 0:
@@ -87,10 +88,13 @@ def rollout(
             extras,
             r.carry,
         )
-        stats = EpisodeStats(
-            jnp.sum(info["episode_return"] * done),
-            jnp.sum(info["episode_length"].astype(jnp.float32) * done),
-            jnp.sum(done.astype(jnp.float32)),
+        # The episodes' three sums in one array: one kernel a step stores them, not three.
+        stats = jnp.stack(
+            [
+                jnp.sum(info["episode_return"] * done),
+                jnp.sum(info["episode_length"].astype(jnp.float32) * done),
+                jnp.sum(done.astype(jnp.float32)),
+            ]
         )
         carry = reset_carry(agent.initial_carry(num_envs), carry, done)
         r = r._replace(
@@ -107,7 +111,7 @@ def rollout(
     keys = jax.random.split(rollout_key, (schedule.rollout_length, 2))
     runner, (trajectory, stats) = jax.lax.scan(step, runner._replace(key=key), keys)
     # One collective for the three sums (each is a round trip between devices).
-    stats = EpisodeStats(*jax.lax.psum(jnp.stack([jnp.sum(x) for x in stats]), DEVICE_AXIS))
+    stats = EpisodeStats(*jax.lax.psum(jnp.sum(stats, axis=0), DEVICE_AXIS))
     return runner, trajectory, stats
 
 
@@ -361,7 +365,7 @@ class DeviceLoop:
         runner = jax.block_until_ready(init(keys, self._values))
         with unrolled_threefry():
             lowered = self._step_fn.lower(runner, self._values)
-        self._step = lowered.compile()
+        self._step = compile_program(lowered, self.mesh.devices.flat[0].platform)
         self._fresh = lambda: init(keys, self._values)  # For `restart_runs`.
         self._pick: Any = None  # Compiled by its first call.
         return runner

@@ -8,7 +8,9 @@ for feed-forward agents), stores each rollout in the agent's data path and calls
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -153,3 +155,45 @@ def place_like(placed: Any, states: Any) -> Any:
         placed,
         states,
     )
+
+
+def program_options(platform: str) -> dict[str, Any]:
+    """XLA options for the programs a loop compiles once and runs for the whole run (the
+    device loop's interval step, the host loop's learner); none off a CPU. On a CPU:
+
+    - copy insertion with region analysis: without it XLA copies every value a `while`
+      loop carries (the env state, the observations, the step count) at the start of each
+      iteration, 9 copies per env step of PPO's CartPole rollout;
+    - 512-bit vectors in XLA's own kernels where the CPU has AVX-512 (XLA's default is 256
+      bits, for Intel parts whose clock drops under AVX-512): PPO's and SAC's small matmuls
+      and their gradients run 10-13% faster a update on an AMD EPYC.
+
+    Both change how the program is compiled, not what it computes.
+    `purerl benchmark --profile` prints the time per update these give."""
+    if platform != "cpu":
+        return {}
+    options: dict[str, Any] = {"xla_cpu_copy_insertion_use_region_analysis": True}
+    if _has_avx512():
+        options["xla_cpu_prefer_vector_width"] = 512
+    return options
+
+
+def compile_program(lowered: Any, platform: str) -> Any:
+    """`lowered` (a `jax.stages.Lowered`) compiled with `program_options(platform)`, or
+    with JAX's defaults where this jaxlib no longer knows one of those options."""
+    try:
+        return lowered.compile(compiler_options=program_options(platform))
+    except jax.errors.JaxRuntimeError as error:
+        if "No such compile option" not in str(error):
+            raise
+        return lowered.compile()
+
+
+@functools.cache
+def _has_avx512() -> bool:
+    """Whether this (Linux) CPU has AVX-512 Foundation; False where it cannot tell."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(line.startswith("flags") and "avx512f" in line.split() for line in text.splitlines())

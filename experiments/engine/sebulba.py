@@ -61,6 +61,7 @@ from purerl.experiments.engine.loop import (
     IntervalOutput,
     LearnStep,
     Runner,
+    compile_program,
     make_learner,
     place_like,
     trajectory_example,
@@ -210,7 +211,8 @@ class HostLoop:
         # Compile the learner now, as the device loop does, so training time is training.
         full = trajectory_example(self.agent, state, obs, actor_key, n)
         full = jax.tree.map(lambda x: _split(np.asarray(x), self.k, d), full)
-        self._learn = self._learn.lower(learner, jax.device_put(full, self.sharding)).compile()
+        lowered = self._learn.lower(learner, jax.device_put(full, self.sharding))
+        self._learn = compile_program(lowered, self.mesh.devices.flat[0].platform)
         return HostRunner(
             learner,
             (actor_state,) * self.staleness,

@@ -463,3 +463,14 @@ def test_stack_torsos_is_refused_where_there_are_no_two_mlps_to_stack():
     config = ppo.PPOConfig(stack_torsos=True, torso="lstm", lr_schedule="constant")
     with pytest.raises(ValueError, match="--stack-torsos stacks two MLP torsos"):
         ppo.make(config).init(jax.random.PRNGKey(0), CARTPOLE_SPEC)
+
+
+def test_sample_categorical_draws_what_distrax_draws_with_its_log_prob():
+    logits = 3.0 * jax.random.normal(jax.random.PRNGKey(0), (64, 5))
+    pi = distrax.Categorical(logits=logits)
+    for seed in range(3):
+        key = jax.random.PRNGKey(seed)
+        action, log_prob = ppo.sample_categorical(pi, key)
+        expected = pi.sample(seed=key)
+        chex.assert_trees_all_equal(action, expected.astype(jnp.int32))
+        chex.assert_trees_all_equal(log_prob, pi.log_prob(expected))

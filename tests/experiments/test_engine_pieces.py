@@ -329,3 +329,25 @@ def test_from_saved_without_a_factory_takes_the_agent_or_says_to_pass_it():
     agent = make_reinforce()
     who = trainee.from_saved(saved, agent=Recipe(agent, on_policy(), Schedule(16), 4))
     assert who.name == "myq" and who.build(Context()).agent is agent
+
+
+def test_program_options_are_cpu_only_and_known_to_this_jaxlib(monkeypatch):
+    from purerl.experiments.engine import loop
+
+    assert loop.program_options("gpu") == {}
+    lowered = jax.jit(lambda x: x @ x.T + 1).lower(np.ones((8, 8), np.float32))
+    for avx512 in (False, True):
+        monkeypatch.setattr(loop, "_has_avx512", lambda avx512=avx512: avx512)
+        options = loop.program_options("cpu")
+        assert ("xla_cpu_prefer_vector_width" in options) == avx512
+        # Compiles with every option: a jaxlib that dropped one would fall back silently.
+        compiled = lowered.compile(compiler_options=options)
+        np.testing.assert_allclose(compiled(np.ones((8, 8), np.float32)), 9.0)
+
+
+def test_compile_program_falls_back_to_the_defaults_for_an_unknown_option(monkeypatch):
+    from purerl.experiments.engine import loop
+
+    lowered = jax.jit(lambda x: x + 1).lower(np.ones(3, np.float32))
+    monkeypatch.setattr(loop, "program_options", lambda platform: {"xla_cpu_no_such": True})
+    np.testing.assert_allclose(loop.compile_program(lowered, "cpu")(np.ones(3, np.float32)), 2.0)
