@@ -276,6 +276,8 @@ def profile(bench: Benchmark) -> None:
 
 
 def _profile_loop(bench: Benchmark, built: Any, num_seeds: int) -> None:
+    from purerl.experiments.engine.loop import program_options
+
     loop, updates = built.loop, built.plan.updates_per_interval
     start = time.perf_counter()
     runner = loop.init()  # Compiles the init and the interval step.
@@ -286,6 +288,8 @@ def _profile_loop(bench: Benchmark, built: Any, num_seeds: int) -> None:
     per_update = total.total() / updates
     steps = loop.recipe.env_steps_per_update * num_seeds
     print(f"one interval's program: {updates} updates of {steps:,} env steps")
+    options = program_options(built.mesh.devices.flat[0].platform)
+    print(f"  compiled with XLA options {options or 'none'} (engine.loop.program_options)")
     print(f"  {_kinds(total)} per interval, {per_update:,.1f} per update")
     for line in loop_tree(computations, entry):
         print(f"  {line}")
