@@ -1,6 +1,9 @@
 """`python -m purerl.experiments.benchmark --help` names the command, not a file, and says
 each default once."""
 
+import pathlib
+import runpy
+
 import pytest
 from purerl.experiments import benchmark
 
@@ -49,6 +52,11 @@ def test_profile_prints_kernels_and_time_per_update(capsys):
     assert "one interval's program: 2 updates of 16 env steps" in text
     assert "per update" in text and "loop x8:" in text  # The rollout's 8 steps.
     assert "ms per update" in text and "compile" in text
+    # benchmarks/profile_agents.py reads these lines into its table.
+    script = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "profile_agents.py"
+    row = runpy.run_path(str(script))["parse"](text, "ppo", "CartPole-v1")
+    assert row["env steps per update"] == "16" and float(row["ms per update"]) > 0
+    assert float(row["kernels per update"].replace(",", "")) > 100
 
 
 def test_profile_of_a_python_env_says_it_needs_a_jax_one():
