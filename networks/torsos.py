@@ -94,7 +94,7 @@ def dense_dot_general(
     gradient on a CPU, for an input of at least `_ROWS_TO_TRANSPOSE` rows (SAC's batch of
     256), multiplies an explicitly transposed copy of the input. XLA otherwise leaves that
     product (the input's rows contracted) to Eigen, about twice as slow there as the library
-    matmul the transposed copy lets it use: SAC's update at Rejax's settings took 7% less
+    matmul the transposed copy lets it use: SAC's update at Rejax's settings took 5% less
     time (`purerl benchmark --profile`). Elsewhere (a GPU, fewer rows) it is
     `jax.lax.dot_general` as it is."""
     rows = int(np.prod(x.shape[:-1]))
