@@ -95,8 +95,10 @@ def dense_dot_general(
     256), multiplies an explicitly transposed copy of the input. XLA otherwise leaves that
     product (the input's rows contracted) to Eigen, about twice as slow there as the library
     matmul the transposed copy lets it use: SAC's update at Rejax's settings took 5% less
-    time (`purerl benchmark --profile`). Elsewhere (a GPU, fewer rows) it is
-    `jax.lax.dot_general` as it is."""
+    time (`purerl benchmark --profile`; `benchmarks/cpu_matmuls.py` times the products).
+    Elsewhere (a GPU, fewer rows) it is `jax.lax.dot_general` as it is. Its gradient is a
+    `jax.custom_vjp`, so forward-mode differentiation (`jax.jvp`, `jax.hessian`) through
+    an `MLP` over that many rows on a CPU is refused by JAX; reverse mode is unaffected."""
     rows = int(np.prod(x.shape[:-1]))
     plain = dims != (((x.ndim - 1,), (0,)), ((), ())) or kernel.ndim != 2 or precision or kwargs
     if plain or rows < _ROWS_TO_TRANSPOSE or jax.default_backend() != "cpu":

@@ -9,6 +9,7 @@ for feed-forward agents), stores each rollout in the agent's data path and calls
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -179,13 +180,18 @@ def program_options(platform: str) -> dict[str, Any]:
 
 
 def compile_program(lowered: Any, platform: str) -> Any:
-    """`lowered` (a `jax.stages.Lowered`) compiled with `program_options(platform)`, or
-    with JAX's defaults where this jaxlib no longer knows one of those options."""
+    """`lowered` (a `jax.stages.Lowered`) compiled with `program_options(platform)`, or,
+    with a warning, with JAX's defaults where this jaxlib no longer knows one of them."""
     try:
         return lowered.compile(compiler_options=program_options(platform))
     except jax.errors.JaxRuntimeError as error:
         if "No such compile option" not in str(error):
             raise
+        warnings.warn(
+            f"{error}; compiling with XLA's default options instead (the run is the same, "
+            "possibly slower on a CPU).",
+            stacklevel=2,
+        )
         return lowered.compile()
 
 

@@ -350,4 +350,6 @@ def test_compile_program_falls_back_to_the_defaults_for_an_unknown_option(monkey
 
     lowered = jax.jit(lambda x: x + 1).lower(np.ones(3, np.float32))
     monkeypatch.setattr(loop, "program_options", lambda platform: {"xla_cpu_no_such": True})
-    np.testing.assert_allclose(loop.compile_program(lowered, "cpu")(np.ones(3, np.float32)), 2.0)
+    with pytest.warns(UserWarning, match="xla_cpu_no_such.*default options"):
+        compiled = loop.compile_program(lowered, "cpu")
+    np.testing.assert_allclose(compiled(np.ones(3, np.float32)), 2.0)
